@@ -1,0 +1,145 @@
+"""The model API every adapter implements, and the policy hook samplers share.
+
+An adapter wraps one released model. For a batch of conditions and timesteps it exposes the conditional
+vector ``c`` exactly as the model feeds it to AdaLN (before the SiLU), its parts (timestep embedding and
+condition embedding), the denoiser output, and the model's own default sampler, which accepts a
+:class:`~condbench.policies.Policy` acting on c at every step.
+
+How the four tasks map onto it (``cond`` is whatever the task hands the adapter for one batch):
+
+- ImageNet / digits (class-conditional): ``cond`` is a LongTensor (N,) of class ids; the null class of
+  classifier-free guidance is the row after the last class. c = t_embedder(t) + y_embedder(y).
+- DeepFashion pose-guided (X-MDPT): ``cond`` is a dict of tensors for N (source image, target pose)
+  pairs; c = t + the pose/appearance embedding; ``decode`` gives images that the task compares with the
+  paired ground truth it holds. The null condition is the zero vector.
+- VGGSound video-to-audio (MDSGen): ``cond`` is a FloatTensor (N, 32, 512) of CAVP video features;
+  c = t + the video embedding; ``decode`` returns waveforms (N, samples) at ``sample_rate``.
+- Text-to-image (SD3 through diffusers): ``cond`` is a list of N prompts; c is ``temb`` of
+  ``time_text_embed`` (timestep embedding + pooled-text projection); the sampler is the pipeline's,
+  with the policy applied by a forward hook on ``time_text_embed``.
+
+Timesteps are in the model's own units (DiT: integer 0..999 with 999 = noise; SiT: [0, 1] with 0 = noise;
+see ``reference/MODELS.md``); ``sampler_timesteps`` gives them in sampling order, step 0 first.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+
+from ..policies import Policy
+from ..seeding import PairedNoise
+
+ProgressCallback = Callable[[int, int], None]  # (steps done, steps total)
+
+
+@dataclass
+class EmbeddingParts:
+    """c and the two parts it is the sum of, each (N, D)."""
+
+    c: torch.Tensor
+    t: torch.Tensor
+    cond: torch.Tensor
+
+
+@dataclass
+class PolicyTrace:
+    """What a policy did during one sampling run: mean zeroed dimensions per step over the rows it acted on."""
+
+    num_steps: int
+    removed_per_step: list[float] = field(default_factory=list)
+    active_steps: list[int] = field(default_factory=list)
+
+    def mean_removed(self) -> float:
+        """Mean number of zeroed dimensions per acted-on row, over the steps the policy was active."""
+        values = [self.removed_per_step[s] for s in self.active_steps]
+        return float(sum(values) / len(values)) if values else 0.0
+
+    def to_dict(self) -> dict:
+        return {"num_steps": self.num_steps, "active_steps": self.active_steps,
+                "removed_per_step": self.removed_per_step, "mean_removed_dims": self.mean_removed()}
+
+
+@dataclass
+class SampleOutput:
+    """Final samples in the model's space (latents or pixels) and the trace of the policy."""
+
+    samples: torch.Tensor
+    trace: PolicyTrace
+
+
+class PolicyHook:
+    """Turns a policy into the per-step hook a network calls on (c, t_part, cond_part)."""
+
+    def __init__(self, policy: Optional[Policy], num_steps: int,
+                 reference: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
+        self.policy = policy
+        self.num_steps = num_steps
+        self.reference = reference
+        self.trace = PolicyTrace(num_steps)
+
+    def at(self, step: int, t: torch.Tensor, branch: Optional[torch.Tensor] = None):
+        """The hook for sampling step ``step`` at model timestep ``t``, or None when nothing is to be done."""
+        self.trace.removed_per_step.append(0.0)
+        if self.policy is None:
+            return None
+        policy = self.policy
+        if policy.active(step, self.num_steps):
+            self.trace.active_steps.append(step)
+
+        def hook(c: torch.Tensor, t_part: torch.Tensor, cond_part: torch.Tensor) -> torch.Tensor:
+            reference = (lambda: self.reference(t[:1])) if self.reference is not None else None
+            result = policy.apply(c, t_part, cond_part, step=step, num_steps=self.num_steps,
+                                  branch=branch, reference=reference)
+            acted_rows = result.removed.any(dim=1).sum().clamp(min=1)
+            self.trace.removed_per_step[step] = float(result.removed.sum() / acted_rows)
+            return result.c
+
+        return hook
+
+
+class Adapter(abc.ABC):
+    """A released model seen through the conditional vector c. Subclasses implement one model family."""
+
+    name: str = ""
+    condition_kind: str = ""  # "class", "pose", "video" or "text"
+
+    @property
+    @abc.abstractmethod
+    def embed_dim(self) -> int:
+        """D, the size of c."""
+
+    @abc.abstractmethod
+    def embed_parts(self, cond: Any, t: torch.Tensor) -> EmbeddingParts:
+        """c and its parts for N conditions at timesteps t (N,) or a scalar, in the model's units."""
+
+    def embed(self, cond: Any, t: torch.Tensor | float) -> torch.Tensor:
+        """c (N, D) exactly as the model feeds it to AdaLN, before the SiLU."""
+        return self.embed_parts(cond, torch.as_tensor(t)).c
+
+    @abc.abstractmethod
+    def denoise(self, x: torch.Tensor, t: torch.Tensor, cond: Any, hook=None) -> torch.Tensor:
+        """The raw network output for noisy inputs x at timesteps t; ``hook`` may rewrite c."""
+
+    @abc.abstractmethod
+    def sample(self, cond: Any, noise: PairedNoise, policy: Optional[Policy] = None,
+               progress: Optional[ProgressCallback] = None) -> SampleOutput:
+        """Run the model's default sampler for N conditions, with paired noise, applying ``policy`` to c."""
+
+    @abc.abstractmethod
+    def decode(self, samples: torch.Tensor) -> torch.Tensor:
+        """Samples in model space -> outputs: images (N, C, H, W) in [0, 1] or waveforms (N, L)."""
+
+    @abc.abstractmethod
+    def sampler_timesteps(self) -> torch.Tensor:
+        """The default sampler's timesteps (S,), in the model's units, step 0 first."""
+
+    @abc.abstractmethod
+    def mean_embedding(self, t: torch.Tensor) -> torch.Tensor:
+        """Mean c over all conditions of the task at timestep t, (1, D); ``mask=fixed`` policies use it."""
+
+    @abc.abstractmethod
+    def describe(self) -> dict:
+        """Everything that determines this adapter's outputs: config, sampler settings, checkpoint hash."""

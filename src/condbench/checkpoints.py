@@ -1,0 +1,116 @@
+"""Safe checkpoint loading with errors that say what is wrong and how to fix it.
+
+Nothing here unpickles code: ``.safetensors`` files are read with safetensors, everything else with
+``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used; the message names the file and the remedy."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    pass
+
+
+class CheckpointMismatchError(CheckpointError):
+    """The file loads but holds another model's weights (missing, unexpected or mis-shaped keys)."""
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def require_file(path: str | Path, what: str, how_to_provide: str) -> Path:
+    """Return ``path`` if it is a file, else raise an error naming it, where it was looked for, and the remedy."""
+    resolved = Path(path).expanduser()
+    if not resolved.is_file():
+        raise CheckpointNotFoundError(
+            f"{what} not found: {resolved.name!r} was looked for at {resolved.resolve()}.\n"
+            f"How to provide it: {how_to_provide}")
+    return resolved
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The string metadata of a safetensors file (empty for other formats)."""
+    if Path(path).suffix != ".safetensors":
+        return {}
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return dict(handle.metadata() or {})
+
+
+def load_state_dict(path: str | Path, key: Optional[str] = None) -> dict[str, torch.Tensor]:
+    """Read a state dict without executing code; ``key`` picks a sub-dict (e.g. ``ema``) if present."""
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"refused to load {path}: it contains pickled objects other than tensors, which could run code "
+            f"({error.__class__.__name__}: {str(error).splitlines()[0]}). Re-save it as a plain state dict of "
+            "tensors or as .safetensors.") from None
+    except Exception as error:  # torch, zipfile and safetensors each raise their own types for a bad file
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is truncated or not a checkpoint "
+                              f"({error.__class__.__name__}: {str(error).splitlines()[0] if str(error) else ''}). "
+                              "Download it again.") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a state dict")
+    if key is not None and key in state and isinstance(state[key], dict):
+        state = state[key]
+    return state
+
+
+def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str, ignore_prefixes: tuple = ()) -> None:
+    """Load ``state`` into ``model`` requiring every key and shape to match, else say which disagree."""
+    state = {k: v for k, v in state.items() if not k.startswith(ignore_prefixes)}
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    misshaped = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+                 for k in sorted(set(expected) & set(state)) if state[k].shape != expected[k].shape]
+    if missing or unexpected or misshaped:
+        def show(items: list[str]) -> str:
+            return ", ".join(items[:8]) + (f" ... ({len(items)} in all)" if len(items) > 8 else "")
+
+        lines = [f"{source} does not fit {type(model).__name__} (is it another model's checkpoint?):"]
+        if missing:
+            lines.append(f"  missing keys: {show(missing)}")
+        if unexpected:
+            lines.append(f"  unexpected keys: {show(unexpected)}")
+        if misshaped:
+            lines.append(f"  shape mismatches: {show(misshaped)}")
+        raise CheckpointMismatchError("\n".join(lines))
+    model.load_state_dict(state, strict=True)
+
+
+def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, metadata: dict) -> None:
+    """Write a state dict with JSON-encoded metadata values, atomically (temp file then rename)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    meta = {k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in metadata.items()}
+    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp), metadata=meta)
+    tmp.replace(path)

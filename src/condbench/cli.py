@@ -1,0 +1,150 @@
+"""The ``condbench`` command: list | analyze | run | train | report."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from .policies import GRAMMAR
+    from .registry import MODELS, TASKS
+    from .suites import builtin_suites
+
+    if args.what in ("models", "all"):
+        print(f"{'model':<16} {'task':<10} {'c dim':>6}  {'default sampler':<44} checkpoint")
+        for m in MODELS.values():
+            print(f"{m.name:<16} {m.task:<10} {m.c_dim:>6}  {m.sampler:<44} {m.checkpoint_source}")
+    if args.what in ("tasks", "all"):
+        print()
+        for t in TASKS.values():
+            print(f"{t.name:<16} {t.description}")
+    if args.what in ("suites", "all"):
+        print("\nsuites: " + ", ".join(builtin_suites()))
+    if args.what in ("policies", "all"):
+        print("\npolicy grammar:\n" + GRAMMAR)
+    return 0
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .analysis import analyze
+    from .registry import load_adapter, load_task
+
+    task = load_task(args.task)
+    adapter = load_adapter(args.model or task.default_model, ckpt=args.ckpt, device=args.device)
+    taus = [float(t) for t in args.taus.split(",")] if args.taus else None
+    summary, arrays = analyze(adapter, task.analysis_conditions(), step=args.step, sweep_points=args.sweep_points,
+                              **({"taus": taus} if taus else {}))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "analysis.json").write_text(json.dumps(summary, indent=1))
+    np.savez_compressed(out / "analysis.npz", **arrays)
+    c = summary["c"]
+    print(f"{adapter.name}: d={c['dim']} PR={c['pr']['mean']:.2f} nPR={c['npr']['mean']:.2%} "
+          f"mean cosine={c['cosine']['mean']:.4f} (cond only: {summary['cond_only']['cosine']['mean']:.4f}, "
+          f"nPR {summary['cond_only']['npr']['mean']:.2%})")
+    print(f"wrote {out / 'analysis.json'} and {out / 'analysis.npz'}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .reports.minimal import write_minimal_report
+    from .runner import run_suite
+    from .suites import load_suite
+
+    suite = load_suite(args.suite)
+    if args.policies:
+        suite.policies = [p for p in suite.policies if p in args.policies.split(";")]
+    if args.samples_per_class:
+        suite.task_options["samples_per_class"] = args.samples_per_class
+    out = Path(args.out or f"runs/{suite.name}")
+    results = run_suite(suite, out, device=args.device)
+    page = write_minimal_report(out)
+    print(f"results: {results}\npage: {page}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .tasks.digits_training import DiTTraining, train_digits
+
+    if args.task != "digits":
+        print(f"condbench train: only the built-in digits task is trained here, not {args.task!r}", file=sys.stderr)
+        return 2
+    settings = DiTTraining(steps=args.steps, seed=args.seed, track_every=args.track_every if args.track else 0)
+    train_digits(args.out, settings)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .reports.minimal import write_minimal_report
+
+    for run_dir in args.run_dirs:
+        print(write_minimal_report(run_dir, args.out if len(args.run_dirs) == 1 else None))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="condbench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="models, tasks, suites and the policy grammar")
+    p.add_argument("what", nargs="?", default="all", choices=["all", "models", "tasks", "suites", "policies"])
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("analyze", help="embedding statistics of c over all conditions of a task")
+    p.add_argument("--task", default="digits")
+    p.add_argument("--model", help="adapter name (default: the task's default model)")
+    p.add_argument("--ckpt", help="checkpoint file (default: the model's own)")
+    p.add_argument("--step", type=int, default=0, help="sampling step whose timestep is analysed (0 = first)")
+    p.add_argument("--sweep-points", type=int, default=20, help="steps sampled along the trajectory")
+    p.add_argument("--taus", help="comma-separated thresholds for s(tau)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("-o", "--out", default="analysis")
+    p.set_defaults(func=_cmd_analyze)
+
+    p = sub.add_parser("run", help="run a suite (a built-in name or a YAML path)")
+    p.add_argument("suite")
+    p.add_argument("-o", "--out", help="run directory (default runs/SUITE)")
+    p.add_argument("--policies", help="only these specs, separated by ';'")
+    p.add_argument("--samples-per-class", type=int)
+    p.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("train", help="train the built-in digits networks")
+    p.add_argument("task", choices=["digits"])
+    p.add_argument("--out", default="condbench-digits", help="directory for the checkpoints")
+    p.add_argument("--steps", type=int, default=10000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--track", action="store_true", help="record cosine and nPR of c during training")
+    p.add_argument("--track-every", type=int, default=250)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("report", help="write the HTML page of one or more run directories")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("-o", "--out")
+    p.set_defaults(func=_cmd_report)
+    return parser
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (KeyError, ValueError, FileNotFoundError, RuntimeError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        print(f"condbench {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Names -> models and tasks, with "did you mean" for typos.
+
+A model entry knows how to build its adapter from a checkpoint, the size of its c, its default sampler
+and where its checkpoint comes from; ``condbench list models`` prints them.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from .adapters.base import Adapter
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    task: str
+    c_dim: int
+    sampler: str
+    checkpoint_source: str
+    factory: Callable[..., Adapter]
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    name: str
+    description: str
+    factory: Callable[..., Any]
+
+
+MODELS: dict[str, ModelEntry] = {}
+TASKS: dict[str, TaskEntry] = {}
+
+
+def register_model(entry: ModelEntry) -> ModelEntry:
+    MODELS[entry.name] = entry
+    return entry
+
+
+def register_task(entry: TaskEntry) -> TaskEntry:
+    TASKS[entry.name] = entry
+    return entry
+
+
+def _lookup(table: dict, name: str, what: str):
+    if name in table:
+        return table[name]
+    close = difflib.get_close_matches(name, list(table), n=3)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise KeyError(f"unknown {what} {name!r}.{hint} Known: {', '.join(sorted(table))}")
+
+
+def model_entry(name: str) -> ModelEntry:
+    return _lookup(MODELS, name, "model")
+
+
+def task_entry(name: str) -> TaskEntry:
+    return _lookup(TASKS, name, "task")
+
+
+def load_adapter(name: str, ckpt: Optional[str] = None, **config: Any) -> Adapter:
+    """Build the adapter ``name`` from checkpoint ``ckpt`` (its default file if None); ``config`` overrides
+    sampler settings such as ``num_steps`` or ``cfg_scale``."""
+    return model_entry(name).factory(ckpt=ckpt, **config)
+
+
+def load_task(name: str, **options: Any):
+    return task_entry(name).factory(**options)
+
+
+def _register_builtins() -> None:
+    from .adapters.dit import DiTAdapter, load_dit
+    from .checkpoints import require_file
+    from .tasks.digits import ASSET_DIT, DIGITS_DIT_CONFIG, DIGITS_SAMPLER, DigitsTask, asset_path
+
+    def dit_digits(ckpt: Optional[str] = None, device: str = "cpu", **sampler: Any) -> Adapter:
+        path = require_file(ckpt or asset_path(ASSET_DIT), "digits DiT checkpoint",
+                            "run `condbench train digits --out DIR` and pass --ckpt DIR/" + ASSET_DIT)
+        model, info = load_dit(path, DIGITS_DIT_CONFIG)
+        return DiTAdapter(model, "dit-digits", checkpoint=info, **{**DIGITS_SAMPLER, **sampler}).to(device)
+
+    register_model(ModelEntry("dit-digits", "digits", DIGITS_DIT_CONFIG.hidden_size,
+                              f"DDPM {DIGITS_SAMPLER['num_steps']} respaced steps, learned sigma, "
+                              f"CFG {DIGITS_SAMPLER['cfg_scale']}", "shipped in the package (condbench train digits)",
+                              dit_digits))
+    register_task(TaskEntry("digits", "scikit-learn's 8x8 digits, 10 classes, built in (no download)", DigitsTask))
+
+
+_register_builtins()

@@ -1,0 +1,32 @@
+"""Shared fixtures: tiny real DiT networks with random weights (no mocks, no downloads)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from condbench.adapters.dit import DiTAdapter
+from condbench.adapters.dit_model import DiT, DiTConfig
+
+TINY = DiTConfig(input_size=8, patch_size=2, in_channels=4, hidden_size=32, depth=2, num_heads=4,
+                 num_classes=10, class_dropout_prob=0.1, learn_sigma=True)
+
+
+def random_dit(config: DiTConfig = TINY, seed: int = 0, std: float = 0.05) -> DiT:
+    """A DiT whose every weight is random (DiT's own init zeroes adaLN, which would hide c entirely)."""
+    torch.manual_seed(seed)
+    model = DiT(config)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name != "pos_embed":
+                p.normal_(0, std)
+    return model.eval()
+
+
+@pytest.fixture
+def tiny_model() -> DiT:
+    return random_dit()
+
+
+@pytest.fixture
+def tiny_adapter(tiny_model) -> DiTAdapter:
+    return DiTAdapter(tiny_model, "tiny-dit", num_steps=12, cfg_scale=1.5, cfg_channels=3)
