@@ -49,7 +49,8 @@ def test_another_models_checkpoint_says_which_shapes_disagree(tmp_path):
     with pytest.raises(CheckpointMismatchError) as error:
         condbench.load_adapter("dit-digits", ckpt=str(path))
     message = str(error.value)
-    assert "shape mismatches" in message and "x_embedder.proj.weight" in message and "missing keys" in message
+    assert "shape mismatches" in message and "blocks.0.mlp.fc1.weight: file (128, 32) vs model (384, 96)" in message
+    assert "missing keys: blocks.2." in message  # the tiny model has 2 blocks, the digits DiT 4
 
 
 def test_a_classifier_given_as_dit_lists_missing_and_unexpected_keys(tmp_path):

@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train the built-in digits networks")
     p.add_argument("task", choices=["digits"])
     p.add_argument("--out", default="condbench-digits", help="directory for the checkpoints")
-    p.add_argument("--steps", type=int, default=10000)
+    p.add_argument("--steps", type=int, default=10000, help="DiT training steps (the shipped model: 10000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--track", action="store_true", help="record cosine and nPR of c during training")
     p.add_argument("--track-every", type=int, default=250)

@@ -128,10 +128,12 @@ def _parse_schedule(spec: str, text: str) -> Schedule:
 
 @dataclass(frozen=True)
 class PolicyApplication:
-    """The result of one application: the new c (N, D) and which dimensions were zeroed (N, D)."""
+    """The result of one application: the new c (N, D), which dimensions were zeroed (N, D), and which
+    rows the policy targeted (N,) (all rows, or one guidance branch)."""
 
     c: torch.Tensor
     removed: torch.Tensor
+    rows: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -187,14 +189,14 @@ class Policy:
         ``reference`` returns the mean c over the task's conditions at this step (1, D), for ``mask=fixed``.
         """
         no_change = torch.zeros_like(c, dtype=torch.bool)
-        if not self.active(step, num_steps):
-            return PolicyApplication(c, no_change)
         rows = self._rows(c, branch)  # (N, 1) bool: rows this policy may change
+        if not self.active(step, num_steps):
+            return PolicyApplication(c, no_change, rows[:, 0])
         kind = self.action.kind
         if kind == "drop-t":
-            return PolicyApplication(torch.where(rows, cond_part, c), no_change)
+            return PolicyApplication(torch.where(rows, cond_part, c), no_change, rows[:, 0])
         if kind == "drop-cond":
-            return PolicyApplication(torch.where(rows, t_part, c), no_change)
+            return PolicyApplication(torch.where(rows, t_part, c), no_change, rows[:, 0])
         if self.mask == "fixed":
             if reference is None:
                 raise ValueError(f"policy {self.spec!r} uses mask=fixed but the sampler gave no reference c")
@@ -202,7 +204,7 @@ class Policy:
         else:
             source = c
         removed = self._removed(source, step) & rows  # (N, D)
-        return PolicyApplication(torch.where(removed, torch.zeros_like(c), c), removed)
+        return PolicyApplication(torch.where(removed, torch.zeros_like(c), c), removed, rows[:, 0])
 
     def _rows(self, c: torch.Tensor, branch: Optional[torch.Tensor]) -> torch.Tensor:
         if self.branch == "both" or branch is None:

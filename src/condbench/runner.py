@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .adapters.base import Adapter
+from .adapters.base import Adapter, PolicyTrace
 from .analysis import analyze
 from .policies import Policy, parse_policy
 from .progress import progress_bar
@@ -66,7 +66,7 @@ def sample_cell(adapter: Adapter, task, policy: Policy, seed: int, batch_size: i
     conditions = task.conditions()  # (N,)
     n = len(conditions)
     grid_count = min(n, GRID_PER_CLASS * len(task.class_names))
-    features, logits, grid, traces = [], [], [], []
+    features, logits, grid, traces, sizes = [], [], [], [], []
     started = time.time()
     with progress_bar(total=n, desc=desc, unit="sample") as bar:
         for start in range(0, n, batch_size):
@@ -84,9 +84,9 @@ def sample_cell(adapter: Adapter, task, policy: Policy, seed: int, batch_size: i
             if start < grid_count:
                 grid.append(images[: grid_count - start].numpy())
             traces.append(out.trace)
+            sizes.append(stop - start)
             bar.update(stop - start)
-    trace = traces[0].to_dict()
-    trace["mean_removed_dims"] = float(np.mean([t.mean_removed() for t in traces]))
+    trace = PolicyTrace.merge(traces, sizes).to_dict()
     return CellOutput(torch.cat(features), torch.cat(logits), np.concatenate(grid), trace, time.time() - started)
 
 
@@ -135,6 +135,7 @@ def run_suite(suite: Suite, out_dir: str | Path, device: str = "cpu", log: Log =
                 "schema_version": SCHEMA_VERSION, "task": suite.task, "model": model_name, "policy": policy.canonical(),
                 "spec": spec, "metrics": metrics, "paired_vs_baseline": deltas,
                 "dims_removed": cell.trace["mean_removed_dims"],
+                "dims_removed_first_step": cell.trace["first_active_removed_dims"],
                 "dims_removed_fraction": cell.trace["mean_removed_dims"] / adapter.embed_dim,
                 "trace": cell.trace, "num_samples": len(labels), "seed": suite.seed,
                 "protocol": task.describe()["metric_protocol"],

@@ -46,20 +46,34 @@ class EmbeddingParts:
 
 @dataclass
 class PolicyTrace:
-    """What a policy did during one sampling run: mean zeroed dimensions per step over the rows it acted on."""
+    """What a policy did during one sampling run: per step, the mean number of zeroed dimensions over the
+    rows it targeted (both guidance branches, or the one it names)."""
 
     num_steps: int
     removed_per_step: list[float] = field(default_factory=list)
     active_steps: list[int] = field(default_factory=list)
 
     def mean_removed(self) -> float:
-        """Mean number of zeroed dimensions per acted-on row, over the steps the policy was active."""
+        """Mean zeroed dimensions per targeted row, over the steps the policy was active."""
         values = [self.removed_per_step[s] for s in self.active_steps]
         return float(sum(values) / len(values)) if values else 0.0
 
+    def first_active_removed(self) -> float:
+        """Zeroed dimensions at the first step the policy acted (the study counts them at its first step)."""
+        return self.removed_per_step[self.active_steps[0]] if self.active_steps else 0.0
+
+    @classmethod
+    def merge(cls, traces: list["PolicyTrace"], weights: list[int]) -> "PolicyTrace":
+        """Combine the traces of several batches of one run, weighting each by its number of samples."""
+        total = sum(weights)
+        per_step = [sum(w * t.removed_per_step[s] for t, w in zip(traces, weights)) / total
+                    for s in range(len(traces[0].removed_per_step))]
+        return cls(traces[0].num_steps, per_step, list(traces[0].active_steps))
+
     def to_dict(self) -> dict:
         return {"num_steps": self.num_steps, "active_steps": self.active_steps,
-                "removed_per_step": self.removed_per_step, "mean_removed_dims": self.mean_removed()}
+                "removed_per_step": self.removed_per_step, "mean_removed_dims": self.mean_removed(),
+                "first_active_removed_dims": self.first_active_removed()}
 
 
 @dataclass
@@ -93,8 +107,8 @@ class PolicyHook:
             reference = (lambda: self.reference(t[:1])) if self.reference is not None else None
             result = policy.apply(c, t_part, cond_part, step=step, num_steps=self.num_steps,
                                   branch=branch, reference=reference)
-            acted_rows = result.removed.any(dim=1).sum().clamp(min=1)
-            self.trace.removed_per_step[step] = float(result.removed.sum() / acted_rows)
+            targeted = result.removed[result.rows]  # (R, D)
+            self.trace.removed_per_step[step] = float(targeted.sum(1).double().mean()) if len(targeted) else 0.0
             return result.c
 
         return hook

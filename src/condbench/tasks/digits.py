@@ -28,7 +28,7 @@ CLASS_NAMES = [str(i) for i in range(NUM_CLASSES)]
 # The tiny DiT of the digits task: 16 tokens of 2x2 patches, D = 96, learned sigma, a null row for CFG.
 DIGITS_DIT_CONFIG = DiTConfig(input_size=8, patch_size=2, in_channels=1, hidden_size=96, depth=4, num_heads=4,
                               num_classes=NUM_CLASSES, class_dropout_prob=0.1, learn_sigma=True)
-DIGITS_SAMPLER = dict(num_steps=100, cfg_scale=1.5, cfg_channels=None)
+DIGITS_SAMPLER = dict(num_steps=50, cfg_scale=1.5, cfg_channels=None)
 
 ASSET_DIT = "digits_dit.safetensors"
 ASSET_CLASSIFIER = "digits_classifier.safetensors"

@@ -29,7 +29,7 @@ Log = Callable[[str], None]
 class DiTTraining:
     """Settings of the tiny DiT's training run."""
 
-    steps: int = 12000
+    steps: int = 10000
     batch_size: int = 128
     lr: float = 1e-3
     ema_decay: float = 0.999
