@@ -6,7 +6,7 @@ import torch
 
 from condbench.adapters.dit import DiTAdapter
 from condbench.registry import MODELS, ModelEntry, register_model
-from condbench.reports.minimal import write_minimal_report
+from condbench.reports.html import build_report
 from condbench.runner import NonFiniteSamplesError, run_suite
 from condbench.suites import Suite, load_suite
 from condbench.tasks.digits import DIGITS_DIT_CONFIG
@@ -36,7 +36,7 @@ def test_run_writes_every_policy_with_paired_deltas_and_a_page(tmp_path):
     assert control["dims_removed"] == pytest.approx(tail["dims_removed"])  # the matched control
     assert results["analysis"]["dit-digits"]["c"]["dim"] == DIGITS_DIT_CONFIG.hidden_size
     assert results["models"]["dit-digits"]["checkpoint"]["sha256"]
-    page = write_minimal_report(tmp_path).read_text()
+    page = build_report([tmp_path], tmp_path / "index.html").read_text()
     assert all(p in page for p in ("tail:0.05", "random-like:tail:0.05", "drop-cond@last:3", "data:image/png;base64"))
 
 

@@ -52,7 +52,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .reports.minimal import write_minimal_report
+    from .reports.html import build_report
     from .runner import run_suite
     from .suites import load_suite
 
@@ -63,8 +63,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         suite.task_options["samples_per_class"] = args.samples_per_class
     out = Path(args.out or f"runs/{suite.name}")
     results = run_suite(suite, out, device=args.device)
-    page = write_minimal_report(out)
-    print(f"results: {results}\npage: {page}")
+    page = build_report([out], out / "index.html")
+    print(f"results: {results}\nreport: {page}")
     return 0
 
 
@@ -80,10 +80,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .reports.minimal import write_minimal_report
+    from .reports.html import build_report
 
-    for run_dir in args.run_dirs:
-        print(write_minimal_report(run_dir, args.out if len(args.run_dirs) == 1 else None))
+    page = build_report(args.run_dirs, args.out)
+    print(f"report: {page} ({page.stat().st_size / 1e6:.1f} MB)")
     return 0
 
 
@@ -123,9 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--track-every", type=int, default=250)
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("report", help="write the HTML page of one or more run directories")
+    p = sub.add_parser("report", help="one self-contained HTML report across run directories and tasks")
     p.add_argument("run_dirs", nargs="+")
-    p.add_argument("-o", "--out")
+    p.add_argument("-o", "--out", default="report.html")
     p.set_defaults(func=_cmd_report)
     return parser
 

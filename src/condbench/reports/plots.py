@@ -1,0 +1,167 @@
+"""Figures of the report, each returned as a PNG data URI so the page embeds it (no network, one file)."""
+from __future__ import annotations
+
+import base64
+import io
+from typing import Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+DPI = 90
+COLORS = {"tail": "#1f77b4", "random-like": "#d62728", "head": "#2ca02c", "c": "#1f77b4", "cond": "#ff7f0e"}
+
+
+def _uri(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def grid_png(images: np.ndarray, per_row: int = 10, scale: int = 3) -> str:
+    """Images (N, C, H, W) in [0, 1] -> a PNG grid data URI; row r holds indices r*per_row.. (RGB or grey)."""
+    from PIL import Image
+
+    n, c, h, w = images.shape
+    rows = -(-n // per_row)
+    channels = 3 if c == 3 else 1
+    canvas = np.ones((rows * (h + 1), per_row * (w + 1), channels), dtype=np.float32)
+    for i, image in enumerate(images):
+        r, col = divmod(i, per_row)
+        pixels = image.transpose(1, 2, 0) if channels == 3 else image.mean(0, keepdims=True).transpose(1, 2, 0)
+        canvas[r * (h + 1):r * (h + 1) + h, col * (w + 1):col * (w + 1) + w] = pixels
+    array = (canvas.clip(0, 1) * 255).astype(np.uint8)
+    img = Image.fromarray(array[..., 0] if channels == 1 else array, mode="L" if channels == 1 else "RGB")
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def cosine_heatmaps(cosine: np.ndarray, zoom: int = 10, seed: int = 0) -> str:
+    """The full cosine matrix over all conditions and a zoom on ``zoom`` conditions drawn at random."""
+    n = len(cosine)
+    panels = [(cosine, f"all {n} conditions", np.arange(n))]
+    if n > zoom:  # with few conditions the zoom would repeat the full matrix
+        picked = np.sort(np.random.default_rng(seed).choice(n, size=zoom, replace=False))
+        panels.append((cosine[np.ix_(picked, picked)], f"{zoom} random conditions", picked))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4), squeeze=False)
+    off = cosine[~np.eye(n, dtype=bool)] if n > 1 else cosine.ravel()
+    vmin = float(off.min()) if off.size else 0.0
+    for ax, (matrix, title, labels) in zip(axes[0], panels):
+        im = ax.imshow(matrix, vmin=vmin, vmax=1.0, cmap="viridis", interpolation="nearest")
+        ax.set_title(f"cosine of c, {title}", fontsize=10)
+        fig.colorbar(im, ax=ax, fraction=0.046)
+        if len(labels) <= 20:
+            ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=90)
+            ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    return _uri(fig)
+
+
+def magnitude_figure(c_matrix: np.ndarray, sorted_mean_abs: np.ndarray, dim_var: np.ndarray, head_k: int) -> str:
+    """Histogram of |c_i|; sorted mean magnitudes and sorted per-dimension variance with the head marked."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    magnitudes = np.abs(c_matrix).ravel()
+    bins = np.logspace(np.log10(max(magnitudes[magnitudes > 0].min(), 1e-6)), np.log10(magnitudes.max()), 50) \
+        if (magnitudes > 0).any() else 50
+    axes[0].hist(magnitudes, bins=bins, color=COLORS["c"])
+    axes[0].set_xscale("log")
+    axes[0].set_title("histogram of |c_i| (all conditions)", fontsize=10)
+    axes[0].set_xlabel("|c_i|")
+    for ax, values, title in ((axes[1], sorted_mean_abs, "mean |c_i|, sorted"),
+                              (axes[2], np.sort(dim_var)[::-1], "variance across conditions, sorted")):
+        ax.semilogy(np.arange(1, len(values) + 1), np.maximum(values, 1e-12), color=COLORS["c"])
+        ax.axvspan(0.5, head_k + 0.5, color="#ffdd99", alpha=0.6, label=f"head (top {head_k})")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("dimension rank")
+        ax.legend(fontsize=8)
+    return _uri(fig)
+
+
+def trajectory_figure(steps: np.ndarray, series: dict[str, np.ndarray], ylabels: dict[str, str]) -> str:
+    """Statistics of c at each analysed sampling step (step 0 = pure noise)."""
+    fig, axes = plt.subplots(1, len(series), figsize=(4.3 * len(series), 3.2))
+    for ax, (key, values) in zip(np.atleast_1d(axes), series.items()):
+        ax.plot(steps, values, marker="o", ms=3, color=COLORS["c"])
+        ax.set_title(ylabels[key], fontsize=10)
+        ax.set_xlabel("sampling step")
+    return _uri(fig)
+
+
+def cond_vs_full_figure(c_cosine: np.ndarray, cond_cosine: np.ndarray) -> str:
+    """Distributions of pairwise cosine for c (t + condition) and for the condition part alone."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    n = len(c_cosine)
+    mask = ~np.eye(n, dtype=bool)
+    ax.hist(cond_cosine[mask], bins=40, alpha=0.7, color=COLORS["cond"], label="condition part only")
+    ax.hist(c_cosine[mask], bins=40, alpha=0.7, color=COLORS["c"], label="c = t + condition")
+    ax.set_xlabel("pairwise cosine")
+    ax.set_title("what the timestep embedding does to alignment", fontsize=10)
+    ax.legend(fontsize=8)
+    return _uri(fig)
+
+
+def embedding_2d_figure(c_matrix: np.ndarray, head_dims: Sequence[int], seed: int = 0) -> str:
+    """2-D maps of full, head-only and tail-only c (t-SNE from 50 conditions on, PCA below), coloured by condition."""
+    n = len(c_matrix)
+    head = np.zeros(c_matrix.shape[1], dtype=bool)
+    head[list(head_dims)] = True
+    views = {"full c": c_matrix, "head only": np.where(head, c_matrix, 0), "tail only": np.where(head, 0, c_matrix)}
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    method = "t-SNE" if n >= 50 else "PCA"
+    for ax, (title, data) in zip(axes, views.items()):
+        points = _project(data, method, seed)
+        ax.scatter(points[:, 0], points[:, 1], c=np.arange(n), cmap="tab10" if n <= 10 else "viridis", s=18)
+        if n <= 20:
+            for i, (x, y) in enumerate(points):
+                ax.annotate(str(i), (x, y), fontsize=7, xytext=(2, 2), textcoords="offset points")
+        ax.set_title(f"{title} ({method})", fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return _uri(fig)
+
+
+def _project(data: np.ndarray, method: str, seed: int) -> np.ndarray:
+    centred = data - data.mean(0)
+    if method == "PCA" or np.allclose(centred, 0):
+        if np.allclose(centred, 0):
+            return np.zeros((len(data), 2))
+        u, s, _ = np.linalg.svd(centred, full_matrices=False)
+        out = u[:, :2] * s[:2]
+        return np.pad(out, ((0, 0), (0, 2 - out.shape[1])))
+    from sklearn.manifold import TSNE
+
+    return TSNE(n_components=2, perplexity=min(30, (len(data) - 1) / 3), init="pca", random_state=seed).fit_transform(centred)
+
+
+def pruning_curves(curves: dict[str, list[tuple[float, float]]], metric_label: str,
+                   baseline: Optional[float]) -> str:
+    """A metric against the fraction of c removed, one curve per family (tail, its random control, head)."""
+    fig, ax = plt.subplots(figsize=(4.6, 3.3))
+    for family, points in curves.items():
+        if points:
+            xs, ys = zip(*sorted(points))
+            ax.plot(xs, ys, marker="o", ms=4, label=family, color=COLORS.get(family, None))
+    if baseline is not None:
+        ax.axhline(baseline, color="#777", ls="--", lw=1, label="baseline")
+    ax.set_xlabel("fraction of c removed")
+    ax.set_title(metric_label, fontsize=10)
+    ax.legend(fontsize=8)
+    return _uri(fig)
+
+
+def training_figure(points: list[dict]) -> str:
+    """Cosine and nPR of c (first sampling step) during training: the emergence of the bottleneck."""
+    steps = [p["step"] for p in points]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    for ax, key, title in ((axes[0], "cosine_mean", "mean pairwise cosine of c"), (axes[1], "npr_mean", "nPR of c"),
+                           (axes[2], "loss", "training loss")):
+        ax.plot(steps, [p[key] for p in points], color=COLORS["c"])
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("training step")
+    return _uri(fig)
