@@ -15,7 +15,7 @@ import pytest
 
 from condbench.cli import main
 from condbench.reports.html import ReportError, build_report
-from condbench.runner import run_suite
+from condbench.runner import RunOptions, run_suite
 from condbench.suites import load_suite
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -32,7 +32,7 @@ def quickstart_run(tmp_path_factory):
     suite.batch_size = 16
     suite.bootstrap = 50
     out = tmp_path_factory.mktemp("quickstart")
-    run_suite(suite, out)
+    run_suite(suite, out, RunOptions(log=lambda _: None))
     return out, suite
 
 

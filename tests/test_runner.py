@@ -7,7 +7,7 @@ import torch
 from condbench.adapters.dit import DiTAdapter
 from condbench.registry import MODELS, ModelEntry, register_model
 from condbench.reports.html import build_report
-from condbench.runner import NonFiniteSamplesError, run_suite
+from condbench.runner import NonFiniteSamplesError, RunOptions, run_suite
 from condbench.suites import Suite, load_suite
 from condbench.tasks.digits import DIGITS_DIT_CONFIG
 
@@ -18,12 +18,13 @@ POLICIES = ["baseline", "tail:0.05", "random-like:tail:0.05", "drop-cond@last:3"
 
 def small_suite(models=("dit-digits",), policies=POLICIES):
     return Suite(name="small", task="digits", models=list(models), policies=list(policies), seed=0, batch_size=7,
+                 shard_size=10,
                  task_options={"samples_per_class": 2}, model_options={m: {"num_steps": 6} for m in models},
                  analysis={"sweep_points": 3}, bootstrap=50)
 
 
 def test_run_writes_every_policy_with_paired_deltas_and_a_page(tmp_path):
-    results = json.loads(run_suite(small_suite(), tmp_path).read_text())
+    results = json.loads(run_suite(small_suite(), tmp_path, RunOptions(log=lambda _: None)).read_text())
     assert [r["policy"] for r in results["records"]] == POLICIES
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
     assert [json.loads(line)["policy"] for line in lines] == POLICIES
@@ -32,7 +33,9 @@ def test_run_writes_every_policy_with_paired_deltas_and_a_page(tmp_path):
         assert record["num_samples"] == 20 and record["protocol"]
     baseline, tail, control, _ = results["records"]
     assert baseline["paired_vs_baseline"] == {} and baseline["dims_removed"] == 0
-    assert set(tail["paired_vs_baseline"]) == {"correct", "p_requested"}
+    assert set(tail["paired_vs_baseline"]) == {"fid", "is", "class_fidelity"}
+    for key, change in tail["paired_vs_baseline"].items():
+        assert change["delta"] == pytest.approx(tail["metrics"][key] - baseline["metrics"][key])
     assert control["dims_removed"] == pytest.approx(tail["dims_removed"])  # the matched control
     assert results["analysis"]["dit-digits"]["c"]["dim"] == DIGITS_DIT_CONFIG.hidden_size
     assert results["models"]["dit-digits"]["checkpoint"]["sha256"]
@@ -47,10 +50,10 @@ def test_nan_samples_stop_the_run_with_a_clear_error_and_keep_finished_cells(tmp
             model.final_layer.linear.bias[0] = float("nan")
         return DiTAdapter(model, "broken", **{"cfg_channels": None, **sampler})
 
-    register_model(ModelEntry("broken-digits", "digits", 96, "ddpm", "test", broken))
+    register_model(ModelEntry("broken-digits", "digits", 96, "ddpm", "test", broken, 6, 1.5))
     try:
         with pytest.raises(NonFiniteSamplesError, match=r"NaN or infinite \(first: index 0\)"):
-            run_suite(small_suite(models=("dit-digits", "broken-digits")), tmp_path)
+            run_suite(small_suite(models=("dit-digits", "broken-digits")), tmp_path, RunOptions(log=lambda _: None))
     finally:
         MODELS.pop("broken-digits")
     kept = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]

@@ -1,4 +1,4 @@
-"""The ``condbench`` command: list | analyze | run | train | report."""
+"""The ``condbench`` command: list | analyze | run | score | train | report."""
 from __future__ import annotations
 
 import argparse
@@ -51,20 +51,34 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _split(text: Optional[str]) -> Optional[list[str]]:
+    return [p.strip() for p in text.split(";") if p.strip()] if text else None
+
+
+def _cmd_run(args: argparse.Namespace, score_only: bool = False) -> int:
+    from .plan import costs, expand, format_plan
     from .reports.html import build_report
-    from .runner import run_suite
+    from .runner import RunOptions, run_suite
     from .suites import load_suite
 
     suite = load_suite(args.suite)
-    if args.policies:
-        suite.policies = [p for p in suite.policies if p in args.policies.split(";")]
     if args.samples_per_class:
         suite.task_options["samples_per_class"] = args.samples_per_class
+    filters = dict(tasks=_split(args.tasks), models=_split(args.models), policies=_split(args.policies))
+    if getattr(args, "dry_run", False):
+        from .registry import load_task
+
+        cells = expand(suite, **filters)
+        samples = load_task(cells[0].task, **suite.task_options).num_samples if cells else 0
+        print(format_plan(costs(suite, cells, samples)))
+        return 0
     out = Path(args.out or f"runs/{suite.name}")
-    results = run_suite(suite, out, device=args.device)
-    page = build_report([out], out / "index.html")
-    print(f"results: {results}\nreport: {page}")
+    options = RunOptions(device=args.device, batch_size=args.batch_size,
+                         cache_dir=Path(args.cache) if args.cache else None, score_only=score_only, **filters)
+    results = run_suite(suite, out, options)
+    if results is not None:  # rank 0
+        page = build_report([out], out / "index.html")
+        print(f"results: {results}\nreport: {page}")
     return 0
 
 
@@ -106,13 +120,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", default="analysis")
     p.set_defaults(func=_cmd_analyze)
 
-    p = sub.add_parser("run", help="run a suite (a built-in name or a YAML path)")
-    p.add_argument("suite")
-    p.add_argument("-o", "--out", help="run directory (default runs/SUITE)")
-    p.add_argument("--policies", help="only these specs, separated by ';'")
-    p.add_argument("--samples-per-class", type=int)
-    p.add_argument("--device", default="cuda" if _cuda() else "cpu")
-    p.set_defaults(func=_cmd_run)
+    for name, helptext in (("run", "run a suite (a built-in name or a YAML path); resumes from its cache"),
+                           ("score", "recompute the metrics of a suite from its cache, without sampling")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("suite")
+        p.add_argument("-o", "--out", help="run directory (default runs/SUITE)")
+        p.add_argument("--cache", help="shard cache directory (default RUN_DIR/cache); runs may share one")
+        p.add_argument("--tasks", help="only these tasks, separated by ';'")
+        p.add_argument("--models", help="only these models, separated by ';'")
+        p.add_argument("--policies", help="only these policy specs, separated by ';'")
+        p.add_argument("--samples-per-class", type=int)
+        p.add_argument("--batch-size", type=int, help="rows per sampler call (default: the suite's)")
+        p.add_argument("--device", default="cuda" if _cuda() else "cpu")
+        if name == "run":
+            p.add_argument("--dry-run", action="store_true", help="print the cells and their cost, run nothing")
+            p.set_defaults(func=_cmd_run)
+        else:
+            p.set_defaults(func=lambda a: _cmd_run(a, score_only=True))
 
     p = sub.add_parser("train", help="train the built-in digits networks")
     p.add_argument("task", choices=["digits"])

@@ -20,6 +20,8 @@ class ModelEntry:
     sampler: str
     checkpoint_source: str
     factory: Callable[..., Adapter]
+    sampler_steps: int = 250
+    cfg_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ def _register_builtins() -> None:
     register_model(ModelEntry("dit-digits", "digits", DIGITS_DIT_CONFIG.hidden_size,
                               f"DDPM {DIGITS_SAMPLER['num_steps']} respaced steps, learned sigma, "
                               f"CFG {DIGITS_SAMPLER['cfg_scale']}", "shipped in the package (condbench train digits)",
-                              dit_digits))
+                              dit_digits, DIGITS_SAMPLER["num_steps"], DIGITS_SAMPLER["cfg_scale"]))
     register_task(TaskEntry("digits", "scikit-learn's 8x8 digits, 10 classes, built in (no download)", DigitsTask))
 
 

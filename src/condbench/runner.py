@@ -1,8 +1,14 @@
-"""Runs a suite: embedding analysis, then every (model, policy) cell with paired seeds, then the scores.
+"""Runs a suite: embedding analysis, then every cell (task, model, policy) shard by shard, then the scores.
 
-Every policy of a model samples index i from the noise of (seed, i), so the cells differ only by the
-policy. Each finished cell is appended to ``results.jsonl`` at once (a crash loses at most the cell in
-progress); ``results.json`` gathers everything with provenance at the end.
+- Paired seeds: sample i is drawn from the noise of (seed, i) alone, never from the rank or batch.
+- Cache: each finished shard (features, logits, the grid images, the policy trace) is stored under a key
+  of everything that determines it; a killed run, resumed, recomputes no finished shard.
+- Prefix sharing: the baseline keeps its states at the steps where later-acting policies start, and
+  those policies continue from them.
+- Many processes (torchrun): shard j goes to rank j mod world size; features, not images, are gathered
+  to rank 0, which scores and writes. Shards are computed identically wherever they run, so the numbers
+  do not depend on the number of processes.
+- Records: one per finished cell, appended to ``results.jsonl`` at once; ``results.json`` at the end.
 """
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ import platform
 import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -20,9 +26,13 @@ import numpy as np
 import torch
 
 from . import __version__
-from .adapters.base import Adapter, PolicyTrace
+from .adapters.base import Adapter, PolicyTrace, SamplerState
 from .analysis import analyze
-from .policies import Policy, parse_policy
+from .cache import ShardCache, cache_key
+from .distributed import World
+from .paired import PairedBootstrap
+from .plan import Cell, expand, first_active_step, shared_prefix
+from .policies import Policy
 from .progress import progress_bar
 from .registry import load_adapter, load_task
 from .seeding import PairedNoise
@@ -36,6 +46,10 @@ Log = Callable[[str], None]
 
 class NonFiniteSamplesError(RuntimeError):
     """A cell produced NaN or infinite samples; earlier cells are kept."""
+
+
+class MissingShardsError(RuntimeError):
+    """``condbench score`` found cells that were never sampled into the cache."""
 
 
 def environment() -> dict:
@@ -52,106 +66,227 @@ def slug(text: str) -> str:
 
 
 @dataclass
-class CellOutput:
-    features: torch.Tensor  # (N, F)
-    logits: torch.Tensor  # (N, K)
-    grid: np.ndarray  # (G, C, H, W) decoded images in [0, 1] of the first G indices
-    trace: dict
-    seconds: float
+class RunOptions:
+    """How (not what) to run: none of these enter a cache key."""
+
+    device: str = "cpu"
+    batch_size: Optional[int] = None  # default: the suite's
+    cache_dir: Optional[Path] = None  # default: RUN_DIR/cache
+    score_only: bool = False  # never sample; fail if a shard is missing
+    tasks: Optional[list[str]] = None
+    models: Optional[list[str]] = None
+    policies: Optional[list[str]] = None
+    log: Log = print
 
 
-def sample_cell(adapter: Adapter, task, policy: Policy, seed: int, batch_size: int,
-                desc: str = "") -> CellOutput:
-    """Sample every index of the task under ``policy`` and extract the evaluator's features on the fly."""
-    conditions = task.conditions()  # (N,)
-    n = len(conditions)
-    grid_count = min(n, GRID_PER_CLASS * len(task.class_names))
-    features, logits, grid, traces, sizes = [], [], [], [], []
-    started = time.time()
-    with progress_bar(total=n, desc=desc, unit="sample") as bar:
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            out = adapter.sample(conditions[start:stop], PairedNoise(seed, range(start, stop), adapter.device), policy)
-            bad = ~torch.isfinite(out.samples.flatten(1)).all(dim=1)
-            if bad.any():
-                first = start + int(bad.nonzero()[0])
-                raise NonFiniteSamplesError(f"{desc}: {int(bad.sum())} of {stop - start} samples in indices "
-                                            f"{start}..{stop - 1} are NaN or infinite (first: index {first})")
-            images = adapter.decode(out.samples).cpu()
-            f, l = task.evaluator.features(images)
-            features.append(f)
-            logits.append(l)
-            if start < grid_count:
-                grid.append(images[: grid_count - start].numpy())
-            traces.append(out.trace)
-            sizes.append(stop - start)
-            bar.update(stop - start)
-    trace = PolicyTrace.merge(traces, sizes).to_dict()
-    return CellOutput(torch.cat(features), torch.cat(logits), np.concatenate(grid), trace, time.time() - started)
+@dataclass
+class CellContext:
+    """What every shard of one (task, model) needs."""
+
+    suite: Suite
+    task: object
+    adapter: Adapter
+    cache: ShardCache
+    batch_size: int
+    state_steps: list[int]  # steps at which the baseline keeps its states for later-acting policies
+    grid_count: int
+    identity: dict = field(default_factory=dict)  # the cache-key parts shared by all shards
 
 
-def paired_bootstrap(values: np.ndarray, baseline: np.ndarray, resamples: int, seed: int = 0) -> dict:
-    """Mean difference (policy - baseline) of paired per-sample values, with a 95% percentile interval."""
-    diff = values - baseline
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return {"delta": float(diff.mean()), "ci95": [float(low), float(high)], "resamples": resamples}
+def _shard_key(ctx: CellContext, kind: str, start: int, stop: int, **extra) -> str:
+    return cache_key(kind=kind, start=start, stop=stop, **ctx.identity, **extra)
 
 
-def run_suite(suite: Suite, out_dir: str | Path, device: str = "cpu", log: Log = print) -> Path:
-    """Run every model of the suite under every policy; returns the path of ``results.json``."""
+def compute_shard(ctx: CellContext, policy: Policy, start: int, stop: int) -> dict[str, np.ndarray]:
+    """Sample indices start..stop-1 under ``policy``; returns the arrays the cache stores for the shard."""
+    adapter, task = ctx.adapter, ctx.task
+    conditions = task.conditions()
+    steps = adapter.sampler_steps
+    shared = shared_prefix(policy, steps, baseline_planned=True)
+    prefix = None
+    if shared:
+        prefix = ctx.cache.get(_shard_key(ctx, "state", start, stop, step=shared))
+    keep = ctx.state_steps if policy.is_baseline else ()
+    features, logits, grid, traces, sizes, states = [], [], [], [], [], {k: [] for k in keep}
+    for b0 in range(start, stop, ctx.batch_size):
+        b1 = min(b0 + ctx.batch_size, stop)
+        begin = SamplerState(shared, torch.from_numpy(prefix["x"][b0 - start:b1 - start])) if prefix else None
+        out = adapter.sample(conditions[b0:b1], PairedNoise(ctx.suite.seed, range(b0, b1), adapter.device), policy,
+                             start=begin, keep_states=keep)
+        bad = ~torch.isfinite(out.samples.flatten(1)).all(dim=1)
+        if bad.any():
+            raise NonFiniteSamplesError(f"{adapter.name} under {policy.canonical()}: {int(bad.sum())} of {b1 - b0} "
+                                        f"samples in indices {b0}..{b1 - 1} are NaN or infinite "
+                                        f"(first: index {b0 + int(bad.nonzero()[0])})")
+        images = adapter.decode(out.samples).cpu()
+        f, l = task.evaluator.features(images)
+        features.append(f.numpy())
+        logits.append(l.numpy())
+        grid.append(images[: max(0, ctx.grid_count - b0)].numpy())
+        traces.append(out.trace)
+        sizes.append(b1 - b0)
+        for k in keep:
+            states[k].append(out.states[k].x.cpu().numpy())
+    for k, xs in states.items():
+        ctx.cache.put(_shard_key(ctx, "state", start, stop, step=k), {"x": np.concatenate(xs)})
+    trace = PolicyTrace.merge(traces, sizes)
+    return {"features": np.concatenate(features), "logits": np.concatenate(logits), "grid": np.concatenate(grid),
+            "removed_per_step": np.array(trace.removed_per_step), "active_steps": np.array(trace.active_steps, dtype=np.int64)}
+
+
+def run_cell_shards(ctx: CellContext, policy: Policy, shards: list[tuple[int, int]], score_only: bool,
+                    desc: str) -> tuple[dict[tuple[int, int], dict], int]:
+    """Every shard of this process for one cell, from the cache or computed; returns them and how many were cached.
+
+    A shard another process is computing (its lock is held) is left for last and then read from the cache,
+    so two runs on one cache never compute the same shard twice.
+    """
+    done: dict[tuple[int, int], dict] = {}
+    cached, waiting = 0, []
+    key_of = {s: _shard_key(ctx, "cell", *s, policy=policy.canonical()) for s in shards}
+    with progress_bar(total=sum(b - a for a, b in shards), desc=desc, unit="sample") as bar:
+        for shard in shards:
+            found = ctx.cache.get(key_of[shard])
+            if found is None and score_only:
+                raise MissingShardsError(f"{desc}: indices {shard[0]}..{shard[1] - 1} were never sampled into "
+                                         f"{ctx.cache.root}; run `condbench run` first")
+            if found is None:
+                with ctx.cache.lock(key_of[shard], wait=False) as mine:
+                    if not mine:
+                        waiting.append(shard)
+                        continue
+                    found = ctx.cache.get(key_of[shard])  # finished by another run while we looked
+                    if found is None:
+                        found = compute_shard(ctx, policy, *shard)
+                        ctx.cache.put(key_of[shard], found)
+                    else:
+                        cached += 1
+            else:
+                cached += 1
+            done[shard] = found
+            bar.update(shard[1] - shard[0])
+        for shard in waiting:
+            with ctx.cache.lock(key_of[shard], wait=True):
+                found = ctx.cache.get(key_of[shard])
+                if found is None:  # the other run died before finishing it
+                    found = compute_shard(ctx, policy, *shard)
+                    ctx.cache.put(key_of[shard], found)
+                else:
+                    cached += 1
+            done[shard] = found
+            bar.update(shard[1] - shard[0])
+    return done, cached
+
+
+def _assemble(parts: list[dict], shards: list[tuple[int, int]]) -> dict[str, np.ndarray]:
+    """Shards from every rank, in index order (each index exactly once: no padding to drop)."""
+    merged: dict[tuple[int, int], dict] = {}
+    for part in parts:
+        merged.update(part)
+    ordered = [merged[s] for s in shards]
+    sizes = [b - a for a, b in shards]
+    per_step = np.average(np.stack([p["removed_per_step"] for p in ordered]), axis=0, weights=sizes)
+    return {"features": np.concatenate([p["features"] for p in ordered]),
+            "logits": np.concatenate([p["logits"] for p in ordered]),
+            "grid": np.concatenate([p["grid"] for p in ordered]),
+            "trace": PolicyTrace(len(per_step), per_step.tolist(), ordered[0]["active_steps"].tolist())}
+
+
+def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] = None,
+              world: Optional[World] = None) -> Optional[Path]:
+    """Run (or, with ``score_only``, re-score) the suite's cells; returns ``results.json`` on rank 0."""
+    options = options or RunOptions()
+    world = world or World.from_environment()
+    log = options.log if world.is_main else (lambda _: None)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    task = load_task(suite.task, **suite.task_options)
+    cache = ShardCache(options.cache_dir or out / "cache")
+    cells = expand(suite, options.tasks, options.models, options.policies)
+    if not cells:
+        raise ValueError("the filters leave no cell to run")
+    if world.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.jsonl").write_text("")
     env = environment()
-    jsonl = out / "results.jsonl"
-    jsonl.write_text("")
-    summary = {"schema_version": SCHEMA_VERSION, "suite": suite.__dict__, "task": task.describe(),
-               "environment": env, "models": {}, "analysis": {}, "records": []}
+    summary = {"schema_version": SCHEMA_VERSION, "suite": suite.__dict__, "tasks": {}, "environment": env,
+               "models": {}, "analysis": {}, "records": [], "grids": {}}
     grids: dict[str, np.ndarray] = {}
-    for model_name in suite.models:
-        adapter = load_adapter(model_name, device=device, **suite.model_options.get(model_name, {}))
-        summary["models"][model_name] = adapter.describe()
-        log(f"[{model_name}] embedding analysis over {len(task.analysis_conditions())} conditions")
-        stats, arrays = analyze(adapter, task.analysis_conditions(), **suite.analysis)
-        np.savez_compressed(out / f"analysis_{slug(model_name)}.npz", **arrays)
-        summary["analysis"][model_name] = stats
-        c = stats["c"]
-        log(f"[{model_name}] d={c['dim']} PR={c['pr']['mean']:.2f} nPR={c['npr']['mean']:.2%} "
-            f"mean cosine={c['cosine']['mean']:.4f}")
-        baseline_samples: Optional[dict] = None
-        for spec in suite.policies:
-            policy = parse_policy(spec)
-            cell = sample_cell(adapter, task, policy, suite.seed, suite.batch_size, desc=f"{model_name} {policy.canonical()}")
-            labels = task.conditions()
-            metrics = task.evaluator.score(cell.features, cell.logits, labels)
-            per_sample = task.evaluator.per_sample(cell.logits, labels)
+    groups: dict[tuple[str, str], list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault((cell.task, cell.model), []).append(cell)
+    for (task_name, model_name), group in groups.items():
+        task = load_task(task_name, **suite.task_options)
+        adapter = load_adapter(model_name, device=world.device(options.device), **suite.model_options.get(model_name, {}))
+        description = adapter.describe()
+        task_description = task.describe()
+        summary["models"][model_name] = description
+        summary["tasks"][task_name] = task_description
+        if world.is_main:
+            log(f"[{model_name}] embedding analysis over {len(task.analysis_conditions())} conditions")
+            stats, arrays = analyze(adapter, task.analysis_conditions(), **suite.analysis)
+            np.savez_compressed(out / f"analysis_{slug(model_name)}.npz", **arrays)
+            summary["analysis"][model_name] = stats
+            c = stats["c"]
+            log(f"[{model_name}] d={c['dim']} PR={c['pr']['mean']:.2f} nPR={c['npr']['mean']:.2%} "
+                f"mean cosine={c['cosine']['mean']:.4f}")
+        n = task.num_samples
+        shards = [(a, min(a + suite.shard_size, n)) for a in range(0, n, suite.shard_size)]
+        steps = adapter.sampler_steps
+        has_baseline = any(c.policy.is_baseline for c in group)
+        state_steps = sorted({shared_prefix(c.policy, steps, has_baseline) for c in group} - {0})
+        ctx = CellContext(suite, task, adapter, cache, options.batch_size or suite.batch_size, state_steps,
+                          min(n, GRID_PER_CLASS * len(task.class_names)),
+                          {"adapter": description, "task": task_description, "seed": suite.seed,
+                           "schema": SCHEMA_VERSION})
+        labels = task.conditions()
+        comparison: Optional[PairedBootstrap] = None
+        for cell in group:
+            policy = cell.policy
+            started, evaluations = time.time(), adapter.denoiser_evaluations
+            mine, cached = run_cell_shards(ctx, policy, shards[world.rank::world.size], options.score_only,
+                                           f"{model_name} {policy.canonical()}")
+            gathered = world.gather({"shards": mine, "cached": cached,
+                                     "evaluations": adapter.denoiser_evaluations - evaluations})
+            if not world.is_main:
+                continue
+            data = _assemble([g["shards"] for g in gathered], shards)
+            scored = (torch.from_numpy(data["features"]), torch.from_numpy(data["logits"]), labels)
+            metrics = task.evaluator.score(*scored)
             if policy.is_baseline:
-                baseline_samples = per_sample
-            deltas = ({k: paired_bootstrap(v, baseline_samples[k], suite.bootstrap) for k, v in per_sample.items()}
-                      if baseline_samples is not None and not policy.is_baseline else {})
+                comparison = PairedBootstrap(task.evaluator.score, scored, suite.bootstrap, seed=suite.seed)
+            deltas = comparison.compare(scored, metrics) if comparison is not None and not policy.is_baseline else {}
+            trace = data["trace"]
+            seconds = time.time() - started
             record = {
-                "schema_version": SCHEMA_VERSION, "task": suite.task, "model": model_name, "policy": policy.canonical(),
-                "spec": spec, "metrics": metrics, "paired_vs_baseline": deltas,
-                "dims_removed": cell.trace["mean_removed_dims"],
-                "dims_removed_first_step": cell.trace["first_active_removed_dims"],
-                "dims_removed_fraction": cell.trace["mean_removed_dims"] / adapter.embed_dim,
-                "trace": cell.trace, "num_samples": len(labels), "seed": suite.seed,
-                "protocol": task.describe()["metric_protocol"],
-                "timing": {"seconds": cell.seconds, "samples_per_s": len(labels) / cell.seconds},
+                "schema_version": SCHEMA_VERSION, "task": task_name, "model": model_name,
+                "policy": policy.canonical(), "spec": policy.spec, "metrics": metrics, "paired_vs_baseline": deltas,
+                "dims_removed": trace.mean_removed(), "dims_removed_first_step": trace.first_active_removed(),
+                "dims_removed_fraction": trace.mean_removed() / adapter.embed_dim, "trace": trace.to_dict(),
+                "num_samples": n, "seed": suite.seed, "protocol": task_description["metric_protocol"],
+                "config": {"suite": suite.name, "task_options": suite.task_options,
+                           "model_options": suite.model_options.get(model_name, {}), "shard_size": suite.shard_size,
+                           "sampler": description["sampler"], "first_active_step": first_active_step(policy, steps),
+                           "shared_prefix_steps": shared_prefix(policy, steps, has_baseline)},
+                "checkpoint": description["checkpoint"],
+                "work": {"shards": len(shards), "shards_from_cache": sum(g["cached"] for g in gathered),
+                         "denoiser_evaluations": sum(g["evaluations"] for g in gathered), "processes": world.size},
+                "timing": {"seconds": seconds, "samples_per_s": n / seconds if seconds > 0 else None},
                 "environment": {k: env[k] for k in ("condbench", "torch", "cuda")}, "device": str(adapter.device),
             }
-            with jsonl.open("a") as handle:
+            with (out / "results.jsonl").open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
             summary["records"].append(record)
-            grids[f"{model_name}|{policy.canonical()}"] = cell.grid
-            log(f"[{model_name}] {policy.canonical():<28} removed {record['dims_removed']:6.1f}/{adapter.embed_dim} "
+            grid_name = f"{model_name}|{policy.canonical()}"
+            grids[slug(grid_name)] = data["grid"]
+            summary["grids"][grid_name] = slug(grid_name)
+            log(f"[{model_name}] {policy.canonical():<30} removed {record['dims_removed']:6.1f}/{adapter.embed_dim} "
                 f"FID {metrics['fid']:8.3f}  IS {metrics['is']:6.3f}  class fidelity {metrics['class_fidelity']:.3f}  "
-                f"({cell.seconds:.1f}s)")
-    np.savez_compressed(out / "samples_grid.npz", **{slug(k): v for k, v in grids.items()})
-    summary["grids"] = {k: slug(k) for k in grids}
-    track = getattr(task, "training_track", lambda: None)()
+                f"({seconds:.1f}s, {record['work']['shards_from_cache']}/{len(shards)} shards cached)")
+    world.barrier()
+    if not world.is_main:
+        return None
+    np.savez_compressed(out / "samples_grid.npz", **grids)
+    summary["task"] = next(iter(summary["tasks"].values()))
+    track = getattr(load_task(cells[0].task, **suite.task_options), "training_track", lambda: None)()
     if track is not None:
         summary["training_track"] = track
     results = out / "results.json"
@@ -159,4 +294,3 @@ def run_suite(suite: Suite, out_dir: str | Path, device: str = "cpu", log: Log =
     tmp.write_text(json.dumps(summary, indent=1, default=str))
     tmp.replace(results)
     return results
-

@@ -36,3 +36,9 @@ class PairedNoise:
         """Standard normal noise (N, *shape), row i from sample i's stream."""
         return torch.stack([torch.randn(tuple(shape), generator=g, device=self.device, dtype=dtype)
                             for g in self.generators])
+
+    def skip(self, shape: Sequence[int], count: int, dtype: torch.dtype = torch.float32) -> None:
+        """Advance every stream by ``count`` draws of ``shape`` (to resume a trajectory part-way)."""
+        for _ in range(count):
+            for g in self.generators:
+                torch.randn(tuple(shape), generator=g, device=self.device, dtype=dtype)

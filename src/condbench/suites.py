@@ -19,17 +19,24 @@ from .policies import parse_policy
 @dataclass
 class Suite:
     name: str
-    task: str
+    task: str | list[str]  # one task name or a list of them
     models: list[str]
     policies: list[str]
     seed: int = 0
-    batch_size: int = 500
+    batch_size: int = 500  # rows per sampler call (a runtime setting: not part of any cache key)
+    shard_size: int = 500  # indices per cached shard (part of the cache key)
     task_options: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     analysis: dict[str, Any] = field(default_factory=lambda: {"taus": list(DEFAULT_TAUS), "sweep_points": 20})
-    bootstrap: int = 1000
+    bootstrap: int = 200  # paired bootstrap resamples for the change of every metric against the baseline
+
+    @property
+    def tasks(self) -> list[str]:
+        return [self.task] if isinstance(self.task, str) else list(self.task)
 
     def __post_init__(self) -> None:
+        if self.shard_size < 1 or self.batch_size < 1:
+            raise ValueError(f"suite {self.name!r}: shard_size and batch_size must be >= 1")
         for spec in self.policies:
             parse_policy(spec)  # fail before any work is done
         canon = [parse_policy(s).canonical() for s in self.policies]

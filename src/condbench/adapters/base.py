@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 
@@ -77,22 +77,32 @@ class PolicyTrace:
 
 
 @dataclass
+class SamplerState:
+    """The sampler's state (N, ...) just before sampling step ``step`` runs."""
+
+    step: int
+    x: torch.Tensor
+
+
+@dataclass
 class SampleOutput:
-    """Final samples in the model's space (latents or pixels) and the trace of the policy."""
+    """Final samples in the model's space (latents or pixels), the trace of the policy, and the states
+    kept at the steps asked for (so policies that act only later can continue from them)."""
 
     samples: torch.Tensor
     trace: PolicyTrace
+    states: dict[int, SamplerState] = field(default_factory=dict)
 
 
 class PolicyHook:
     """Turns a policy into the per-step hook a network calls on (c, t_part, cond_part)."""
 
     def __init__(self, policy: Optional[Policy], num_steps: int,
-                 reference: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
+                 reference: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, first_step: int = 0):
         self.policy = policy
         self.num_steps = num_steps
         self.reference = reference
-        self.trace = PolicyTrace(num_steps)
+        self.trace = PolicyTrace(num_steps, [0.0] * first_step)  # steps before first_step were shared
 
     def at(self, step: int, t: torch.Tensor, branch: Optional[torch.Tensor] = None):
         """The hook for sampling step ``step`` at model timestep ``t``, or None when nothing is to be done."""
@@ -137,10 +147,26 @@ class Adapter(abc.ABC):
     def denoise(self, x: torch.Tensor, t: torch.Tensor, cond: Any, hook=None) -> torch.Tensor:
         """The raw network output for noisy inputs x at timesteps t; ``hook`` may rewrite c."""
 
+    denoiser_evaluations: int = 0  # network rows evaluated by ``sample`` (a CFG step counts 2 per sample)
+
     @abc.abstractmethod
     def sample(self, cond: Any, noise: PairedNoise, policy: Optional[Policy] = None,
-               progress: Optional[ProgressCallback] = None) -> SampleOutput:
-        """Run the model's default sampler for N conditions, with paired noise, applying ``policy`` to c."""
+               progress: Optional[ProgressCallback] = None, *, start: Optional[SamplerState] = None,
+               keep_states: Sequence[int] = ()) -> SampleOutput:
+        """Run the model's default sampler for N conditions, with paired noise, applying ``policy`` to c.
+
+        ``start`` continues from a state of a trajectory that was identical up to its step (a policy that
+        acts only from that step on); ``keep_states`` lists the steps whose states the output keeps.
+        """
+
+    @property
+    @abc.abstractmethod
+    def sampler_steps(self) -> int:
+        """Number of steps of the default sampler."""
+
+    @abc.abstractmethod
+    def evaluations_per_step(self) -> int:
+        """Network rows evaluated per sample and step (2 with classifier-free guidance)."""
 
     @abc.abstractmethod
     def decode(self, samples: torch.Tensor) -> torch.Tensor:

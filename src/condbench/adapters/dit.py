@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 
 from ..checkpoints import file_sha256, load_state_dict, load_strict, read_metadata
 from ..policies import BRANCH_COND, BRANCH_UNCOND, Policy
 from ..seeding import PairedNoise
-from .base import Adapter, EmbeddingParts, PolicyHook, ProgressCallback, SampleOutput
+from .base import Adapter, EmbeddingParts, PolicyHook, ProgressCallback, SampleOutput, SamplerState
 from .ddpm import GaussianDiffusion
 from .dit_model import DiT, DiTConfig
 
@@ -40,6 +40,7 @@ class DiTAdapter(Adapter):
         self.decoder = decoder
         self.checkpoint = checkpoint or {}
         self.diffusion = GaussianDiffusion.dit(num_steps)
+        self.denoiser_evaluations = 0  # network rows evaluated by sample(), for cost accounting
         if cfg_scale != 1.0 and model.config.class_dropout_prob <= 0:
             raise ValueError(f"{name}: cfg_scale {cfg_scale} needs a null class row, but the model has none")
 
@@ -87,6 +88,10 @@ class DiTAdapter(Adapter):
         return torch.from_numpy(self.diffusion.timestep_map[::-1].copy())
 
     @property
+    def sampler_steps(self) -> int:
+        return self.diffusion.num_steps
+
+    @property
     def guided(self) -> bool:
         return self.cfg_scale != 1.0
 
@@ -99,29 +104,44 @@ class DiTAdapter(Adapter):
 
     @torch.no_grad()
     def sample(self, cond: torch.Tensor, noise: PairedNoise, policy: Optional[Policy] = None,
-               progress: Optional[ProgressCallback] = None) -> SampleOutput:
+               progress: Optional[ProgressCallback] = None, *, start: Optional[SamplerState] = None,
+               keep_states: Sequence[int] = ()) -> SampleOutput:
         y = cond.to(self.device)
         n, cfg = len(y), self.config
         if len(noise) != n:
             raise ValueError(f"{n} conditions but noise for {len(noise)} samples")
         shape = (cfg.in_channels, cfg.input_size, cfg.input_size)
+        num_steps = self.diffusion.num_steps
         x = noise.draw(shape).to(self.device)  # (N, C, H, W)
-        hooks = PolicyHook(policy, self.diffusion.num_steps, reference=self.mean_embedding)
+        first = 0
+        if start is not None:  # continue a trajectory that is identical up to start.step
+            if policy is not None and any(policy.active(s, num_steps) for s in range(start.step)):
+                raise ValueError(f"policy {policy.canonical()} acts before step {start.step}: it cannot share that prefix")
+            noise.skip(shape, start.step)
+            x, first = start.x.to(self.device), start.step
+        hooks = PolicyHook(policy, num_steps, reference=self.mean_embedding, first_step=first)
+        states = {}
         if self.guided:
             y_in = torch.cat([y, torch.full_like(y, self.num_classes)])
             branch = torch.cat([torch.full((n,), BRANCH_COND), torch.full((n,), BRANCH_UNCOND)]).to(self.device)
-        for step, i in enumerate(reversed(range(self.diffusion.num_steps))):
-            steps = torch.full((n,), i, device=self.device, dtype=torch.long)
+        for step in range(first, num_steps):
+            if step in keep_states:
+                states[step] = SamplerState(step, x.clone())
+            steps = torch.full((n,), num_steps - 1 - step, device=self.device, dtype=torch.long)
             t = self.diffusion.model_timesteps(steps)
             if self.guided:
                 out = self.model(torch.cat([x, x]), torch.cat([t, t]), y_in, hooks.at(step, t, branch))
                 out = self._guide(out, n)
             else:
                 out = self.model(x, t, y, hooks.at(step, t))
+            self.denoiser_evaluations += 2 * n if self.guided else n
             x = self.diffusion.p_step(out, x, steps, noise.draw(shape).to(self.device))
             if progress is not None:
-                progress(step + 1, self.diffusion.num_steps)
-        return SampleOutput(x, hooks.trace)
+                progress(step + 1, num_steps)
+        return SampleOutput(x, hooks.trace, states)
+
+    def evaluations_per_step(self) -> int:
+        return 2 if self.guided else 1
 
     def decode(self, samples: torch.Tensor) -> torch.Tensor:
         return self.decoder(samples)

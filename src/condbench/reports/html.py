@@ -25,7 +25,6 @@ METRICS = {
     "class_fidelity": ("class fidelity", "higher"), "ssim": ("SSIM", "higher"), "lpips": ("LPIPS", "lower"),
     "psnr": ("PSNR", "higher"), "fad": ("FAD", "lower"), "kl": ("KL", "lower"),
 }
-DELTA_LABELS = {"correct": "Δ class fidelity", "p_requested": "Δ p(requested class)"}
 
 STYLE = """
 body{font-family:system-ui,-apple-system,sans-serif;margin:0;color:#222;background:#fafafa}
@@ -184,7 +183,7 @@ def policy_section(task: str, runs: list[Run]) -> str:
             by_model.setdefault(r["model"], []).append(r)
         for model, records in by_model.items():
             keys = _metric_keys(records)
-            delta_keys = sorted({k for r in records for k in r.get("paired_vs_baseline", {})})
+            delta_keys = [k for k in keys if any(k in r.get("paired_vs_baseline", {}) for r in records)]
             best = {k: _best(records, k) for k in keys}
             rows = []
             for r in records:
@@ -199,7 +198,7 @@ def policy_section(task: str, runs: list[Run]) -> str:
                 cells.append(_cell(r["timing"]["seconds"], 1))
                 rows.append("<tr>" + "".join(cells) + "</tr>")
             headers = ["policy", "dims removed"] + [_label(k) for k in keys] + \
-                      [DELTA_LABELS.get(k, f"Δ {k}") for k in delta_keys] + ["seconds"]
+                      [f"Δ {METRICS.get(k, (k,))[0]} [95% CI]" for k in delta_keys] + ["seconds"]
             out.append(f"<p class=note>{_esc(model)}: {records[0]['num_samples']} samples per policy, seed "
                        f"{records[0]['seed']}; Δ columns are paired differences against the baseline (same noise per "
                        "index) with 95% bootstrap intervals; ★ marks the best value of each metric. Click a column "

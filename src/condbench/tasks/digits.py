@@ -112,12 +112,6 @@ class DigitsEvaluator:
         return {"fid": frechet_distance(mu, sigma, self.real_mu, self.real_sigma), "is": is_mean,
                 "class_fidelity": class_fidelity(logits, labels)}
 
-    def per_sample(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, np.ndarray]:
-        """Per-sample values that paired comparisons resample: correctness and the requested-class probability."""
-        probs = torch.softmax(logits.double(), dim=1)
-        return {"correct": (logits.argmax(1) == labels).numpy().astype(np.float64),
-                "p_requested": probs[torch.arange(len(labels)), labels].numpy()}
-
 
 @torch.no_grad()
 def run_classifier(model: DigitsClassifier, images: torch.Tensor, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:

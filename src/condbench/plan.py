@@ -1,0 +1,106 @@
+"""A suite expands to cells (task, model, policy); each has a cost in denoiser evaluations.
+
+A policy that first acts at step k > 0 follows the baseline's trajectory exactly up to step k, so when
+the baseline is in the plan the runner continues from the baseline's cached state at step k instead of
+recomputing the prefix. ``condbench run --dry-run`` prints the plan with and without that sharing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from .policies import Policy, parse_policy
+from .registry import model_entry
+from .suites import Suite
+
+
+@dataclass(frozen=True)
+class Cell:
+    task: str
+    model: str
+    policy: Policy
+
+    @property
+    def label(self) -> str:
+        return f"{self.task} / {self.model} / {self.policy.canonical()}"
+
+
+@dataclass(frozen=True)
+class CellCost:
+    cell: Cell
+    samples: int
+    steps: int
+    evaluations_per_step: int
+    shared_steps: int  # prefix steps taken from the baseline's cached states
+
+    @property
+    def from_scratch(self) -> int:
+        return self.samples * self.steps * self.evaluations_per_step
+
+    @property
+    def planned(self) -> int:
+        return self.samples * (self.steps - self.shared_steps) * self.evaluations_per_step
+
+
+def first_active_step(policy: Policy, num_steps: int) -> int:
+    """The first step at which the policy changes anything (num_steps if never; 0 for the baseline)."""
+    if policy.is_baseline:
+        return 0
+    return next((s for s in range(num_steps) if policy.active(s, num_steps)), num_steps)
+
+
+def shared_prefix(policy: Policy, num_steps: int, baseline_planned: bool) -> int:
+    """How many leading steps a policy can take from the baseline's trajectory."""
+    if policy.is_baseline or not baseline_planned:
+        return 0
+    return min(first_active_step(policy, num_steps), num_steps - 1)
+
+
+def expand(suite: Suite, tasks: Optional[Sequence[str]] = None, models: Optional[Sequence[str]] = None,
+           policies: Optional[Sequence[str]] = None) -> list[Cell]:
+    """The suite's cells, baseline first per (task, model), filtered by name (policies by canonical spec)."""
+    wanted_policies = {parse_policy(p).canonical() for p in policies} if policies else None
+    cells = []
+    for task in suite.tasks:
+        if tasks and task not in tasks:
+            continue
+        for model in suite.models:
+            if models and model not in models:
+                continue
+            for spec in sorted(suite.policies, key=lambda s: not parse_policy(s).is_baseline):
+                policy = parse_policy(spec)
+                if wanted_policies is None or policy.canonical() in wanted_policies:
+                    cells.append(Cell(task, model, policy))
+    return cells
+
+
+def sampler_settings(suite: Suite, model: str) -> tuple[int, int]:
+    """(steps, network evaluations per sample and step) from the registry and the suite's overrides."""
+    entry = model_entry(model)
+    options = suite.model_options.get(model, {})
+    steps = int(options.get("num_steps", entry.sampler_steps))
+    guided = float(options.get("cfg_scale", entry.cfg_scale)) != 1.0
+    return steps, 2 if guided else 1
+
+
+def costs(suite: Suite, cells: list[Cell], samples: int) -> list[CellCost]:
+    out = []
+    baselines = {(c.task, c.model) for c in cells if c.policy.is_baseline}
+    for cell in cells:
+        steps, per_step = sampler_settings(suite, cell.model)
+        shared = shared_prefix(cell.policy, steps, (cell.task, cell.model) in baselines)
+        out.append(CellCost(cell, samples, steps, per_step, shared))
+    return out
+
+
+def format_plan(plan: list[CellCost]) -> str:
+    lines = [f"{'task':<10} {'model':<14} {'policy':<34} {'samples':>8} {'steps':>6} {'shared':>7} "
+             f"{'evaluations':>13} {'from scratch':>13}"]
+    for c in plan:
+        lines.append(f"{c.cell.task:<10} {c.cell.model:<14} {c.cell.policy.canonical():<34} {c.samples:>8} "
+                     f"{c.steps:>6} {c.shared_steps:>7} {c.planned:>13,} {c.from_scratch:>13,}")
+    planned, scratch = sum(c.planned for c in plan), sum(c.from_scratch for c in plan)
+    saving = 1 - planned / scratch if scratch else 0.0
+    lines.append(f"{len(plan)} cells: {planned:,} denoiser evaluations planned, {scratch:,} from scratch "
+                 f"({saving:.1%} saved by continuing late-acting policies from the baseline's states)")
+    return "\n".join(lines)
