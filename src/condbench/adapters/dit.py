@@ -1,6 +1,7 @@
-"""Adapter for class-conditional DiT networks sampled with DiT's DDPM sampler.
+"""Adapters for class-conditional networks with DiT's interface, and DiT's own DDPM sampler.
 
-The sampler is DiT's ``sample.py``: respaced DDPM (250 steps by default), learned-range sigma and
+:class:`ClassConditionalAdapter` holds what DiT, SiT, REPA, MG, MDT and LightningDiT share (c, the denoiser,
+guidance, the policy hook); each sampler is a subclass. DiT's sampler is DiT's ``sample.py``: respaced DDPM (250 steps by default), learned-range sigma and
 classifier-free guidance on the first ``cfg_channels`` output channels, where the other channels (and the
 variance) come from the conditional branch. Guidance runs both branches in one batch ``[cond; uncond]``;
 the policy hook sees that batch and is told which rows belong to which branch.
@@ -20,32 +21,39 @@ from .base import Adapter, EmbeddingParts, PolicyHook, ProgressCallback, SampleO
 from .ddpm import GaussianDiffusion
 from .dit_model import DiT, DiTConfig
 
+
 def pixels_from_model_space(x: torch.Tensor) -> torch.Tensor:
     """Pixel-space models generate in [-1, 1]; outputs are images in [0, 1]."""
     return ((x.clamp(-1, 1) + 1) / 2).float()
 
-class DiTAdapter(Adapter):
-    """A DiT network with DiT's DDPM sampler; ``decoder`` maps samples to images (a VAE for latent models)."""
+
+class ClassConditionalAdapter(Adapter):
+    """What every class-conditional network with DiT's interface shares, whatever its sampler.
+
+    The network has ``config`` (``num_classes``, ``hidden_size``, ``in_channels``, ``input_size``,
+    ``class_dropout_prob``), ``t_embedder``, ``y_embedder.embedding_table`` and ``embed_parts(t, y)``, and
+    ``forward(x, t, y, hook)``. Subclasses implement ``sample`` with the model's own sampler, using
+    :meth:`_begin` and :meth:`_evaluate`, and say how a guided output is formed in :meth:`_guide`.
+    """
 
     condition_kind = "class"
+    family = "dit"
 
-    def __init__(self, model: DiT, name: str = "dit", *, num_steps: int = 250, cfg_scale: float = 1.5,
+    def __init__(self, model: torch.nn.Module, name: str, *, cfg_scale: float = 1.5,
                  cfg_channels: Optional[int] = 3, decoder: Callable[[torch.Tensor], torch.Tensor] = pixels_from_model_space,
                  checkpoint: Optional[dict] = None):
         self.model = model.eval()
         self.name = name
-        self.num_steps = num_steps
         self.cfg_scale = cfg_scale
         self.cfg_channels = cfg_channels
         self.decoder = decoder
         self.checkpoint = checkpoint or {}
-        self.diffusion = GaussianDiffusion.dit(num_steps)
         self.denoiser_evaluations = 0  # network rows evaluated by sample(), for cost accounting
         if cfg_scale != 1.0 and model.config.class_dropout_prob <= 0:
             raise ValueError(f"{name}: cfg_scale {cfg_scale} needs a null class row, but the model has none")
 
     @property
-    def config(self) -> DiTConfig:
+    def config(self):
         return self.model.config
 
     @property
@@ -60,7 +68,12 @@ class DiTAdapter(Adapter):
     def num_classes(self) -> int:
         return self.config.num_classes
 
-    def to(self, device: torch.device | str) -> "DiTAdapter":
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one sample in model space."""
+        return (self.config.in_channels, self.config.input_size, self.config.input_size)
+
+    def to(self, device: torch.device | str) -> "ClassConditionalAdapter":
         self.model.to(device)
         return self
 
@@ -84,61 +97,59 @@ class DiTAdapter(Adapter):
         table = self.model.y_embedder.embedding_table.weight[: self.num_classes]  # (K, D)
         return self.model.t_embedder(self._batch_t(t, 1)[:1]) + table.mean(0, keepdim=True)
 
-    def sampler_timesteps(self) -> torch.Tensor:
-        return torch.from_numpy(self.diffusion.timestep_map[::-1].copy())
-
-    @property
-    def sampler_steps(self) -> int:
-        return self.diffusion.num_steps
-
     @property
     def guided(self) -> bool:
         return self.cfg_scale != 1.0
 
-    def _guide(self, out: torch.Tensor, n: int) -> torch.Tensor:
+    def guidance_scale(self, step: int) -> float:
+        """The guidance scale at sampling step ``step`` (constant here; schedules and intervals override it)."""
+        return self.cfg_scale
+
+    def _guide(self, out: torch.Tensor, n: int, scale: Optional[float] = None) -> torch.Tensor:
         """[cond; uncond] outputs (2N, C, H, W) -> guided output (N, C, H, W) on the first cfg_channels."""
+        scale = self.cfg_scale if scale is None else scale
         g = out.shape[1] // 2 if self.cfg_channels is None else self.cfg_channels
         cond, uncond = out[:n], out[n:]
-        guided_eps = uncond[:, :g] + self.cfg_scale * (cond[:, :g] - uncond[:, :g])
+        guided_eps = uncond[:, :g] + scale * (cond[:, :g] - uncond[:, :g])
         return torch.cat([guided_eps, cond[:, g:]], dim=1)
 
-    @torch.no_grad()
-    def sample(self, cond: torch.Tensor, noise: PairedNoise, policy: Optional[Policy] = None,
-               progress: Optional[ProgressCallback] = None, *, start: Optional[SamplerState] = None,
-               keep_states: Sequence[int] = ()) -> SampleOutput:
+    def noise_draws_before(self, step: int) -> int:
+        """How many noise tensors the sampler has drawn (initial noise excluded) before step ``step``."""
+        return step
+
+    def _begin(self, cond: torch.Tensor, noise: PairedNoise, policy: Optional[Policy],
+               start: Optional[SamplerState]) -> tuple[torch.Tensor, torch.Tensor, int, PolicyHook]:
+        """Labels (N,), the state x (N, C, H, W) to start from, the first step, and the policy hook.
+
+        With ``start`` the run continues a trajectory identical up to ``start.step``: the noise stream skips
+        what the prefix drew, and a policy that would have acted in the prefix is refused.
+        """
         y = cond.to(self.device)
-        n, cfg = len(y), self.config
-        if len(noise) != n:
-            raise ValueError(f"{n} conditions but noise for {len(noise)} samples")
-        shape = (cfg.in_channels, cfg.input_size, cfg.input_size)
-        num_steps = self.diffusion.num_steps
-        x = noise.draw(shape).to(self.device)  # (N, C, H, W)
-        first = 0
-        if start is not None:  # continue a trajectory that is identical up to start.step
-            if policy is not None and any(policy.active(s, num_steps) for s in range(start.step)):
+        if len(noise) != len(y):
+            raise ValueError(f"{len(y)} conditions but noise for {len(noise)} samples")
+        x, first = noise.draw(self.latent_shape).to(self.device), 0
+        if start is not None:
+            if policy is not None and any(policy.active(s, self.sampler_steps) for s in range(start.step)):
                 raise ValueError(f"policy {policy.canonical()} acts before step {start.step}: it cannot share that prefix")
-            noise.skip(shape, start.step)
+            noise.skip(self.latent_shape, self.noise_draws_before(start.step))
             x, first = start.x.to(self.device), start.step
-        hooks = PolicyHook(policy, num_steps, reference=self.mean_embedding, first_step=first)
-        states = {}
-        if self.guided:
-            y_in = torch.cat([y, torch.full_like(y, self.num_classes)])
-            branch = torch.cat([torch.full((n,), BRANCH_COND), torch.full((n,), BRANCH_UNCOND)]).to(self.device)
-        for step in range(first, num_steps):
-            if step in keep_states:
-                states[step] = SamplerState(step, x.clone())
-            steps = torch.full((n,), num_steps - 1 - step, device=self.device, dtype=torch.long)
-            t = self.diffusion.model_timesteps(steps)
-            if self.guided:
-                out = self.model(torch.cat([x, x]), torch.cat([t, t]), y_in, hooks.at(step, t, branch))
-                out = self._guide(out, n)
-            else:
-                out = self.model(x, t, y, hooks.at(step, t))
-            self.denoiser_evaluations += 2 * n if self.guided else n
-            x = self.diffusion.p_step(out, x, steps, noise.draw(shape).to(self.device))
-            if progress is not None:
-                progress(step + 1, num_steps)
-        return SampleOutput(x, hooks.trace, states)
+        return y, x, first, PolicyHook(policy, self.sampler_steps, reference=self.mean_embedding, first_step=first)
+
+    def _evaluate(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, hooks: PolicyHook, step: int) -> torch.Tensor:
+        """The network output for sampling step ``step``: x (N, C, H, W), t (N,), y (N,) -> (N, C_out, H, W).
+
+        With guidance at this step both branches run in one batch ``[cond; uncond]`` and the policy hook is
+        told which rows belong to which branch.
+        """
+        n, scale = len(x), self.guidance_scale(step)
+        if scale == 1.0:
+            self.denoiser_evaluations += n
+            return self.model(x, t, y, hooks.at(step, t))
+        y_in = torch.cat([y, torch.full_like(y, self.num_classes)])
+        branch = torch.cat([torch.full((n,), BRANCH_COND), torch.full((n,), BRANCH_UNCOND)]).to(self.device)
+        out = self.model(torch.cat([x, x]), torch.cat([t, t]), y_in, hooks.at(step, t, branch))
+        self.denoiser_evaluations += 2 * n
+        return self._guide(out, n, scale)
 
     def evaluations_per_step(self) -> int:
         return 2 if self.guided else 1
@@ -146,11 +157,45 @@ class DiTAdapter(Adapter):
     def decode(self, samples: torch.Tensor) -> torch.Tensor:
         return self.decoder(samples)
 
+
+class DiTAdapter(ClassConditionalAdapter):
+    """A DiT network with DiT's DDPM sampler; ``decoder`` maps samples to images (a VAE for latent models)."""
+
+    def __init__(self, model: torch.nn.Module, name: str = "dit", *, num_steps: int = 250, **options):
+        super().__init__(model, name, **options)
+        self.num_steps = num_steps
+        self.diffusion = GaussianDiffusion.dit(num_steps)
+
+    def sampler_timesteps(self) -> torch.Tensor:
+        return torch.from_numpy(self.diffusion.timestep_map[::-1].copy())
+
+    @property
+    def sampler_steps(self) -> int:
+        return self.diffusion.num_steps
+
+    @torch.no_grad()
+    def sample(self, cond: torch.Tensor, noise: PairedNoise, policy: Optional[Policy] = None,
+               progress: Optional[ProgressCallback] = None, *, start: Optional[SamplerState] = None,
+               keep_states: Sequence[int] = ()) -> SampleOutput:
+        y, x, first, hooks = self._begin(cond, noise, policy, start)
+        n, num_steps, states = len(y), self.diffusion.num_steps, {}
+        for step in range(first, num_steps):
+            if step in keep_states:
+                states[step] = SamplerState(step, x.clone())
+            steps = torch.full((n,), num_steps - 1 - step, device=self.device, dtype=torch.long)
+            t = self.diffusion.model_timesteps(steps)
+            out = self._evaluate(x, t, y, hooks, step)
+            x = self.diffusion.p_step(out, x, steps, noise.draw(self.latent_shape).to(self.device))
+            if progress is not None:
+                progress(step + 1, num_steps)
+        return SampleOutput(x, hooks.trace, states)
+
     def describe(self) -> dict:
-        return {"adapter": self.name, "family": "dit", "model_config": self.config.to_dict(),
+        return {"adapter": self.name, "family": self.family, "model_config": self.config.to_dict(),
                 "sampler": {"name": "ddpm", "num_steps": self.num_steps, "cfg_scale": self.cfg_scale,
                             "cfg_channels": self.cfg_channels, "learned_sigma": self.config.learn_sigma},
                 "checkpoint": self.checkpoint}
+
 
 def load_dit(path: str | Path, config: Optional[DiTConfig] = None, state_key: Optional[str] = None,
              ignore_prefixes: tuple = ()) -> tuple[DiT, dict]:
