@@ -31,7 +31,8 @@ def test_train_digits_writes_checkpoints_the_adapter_loads(tmp_path):
 
 
 def test_shipped_checkpoint_records_its_recipe():
-    from condbench.tasks.digits import ASSET_DIT, asset_path
+    from condbench.tasks import asset_path
+    from condbench.tasks.digits import ASSET_DIT
 
     recipe = json.loads(read_metadata(asset_path(ASSET_DIT))["recipe"])
     assert recipe["seed"] == 0 and recipe["steps"] == DiTTraining().steps

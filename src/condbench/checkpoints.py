@@ -55,16 +55,24 @@ def read_metadata(path: str | Path) -> dict:
         return dict(handle.metadata() or {})
 
 
-def load_state_dict(path: str | Path, key: Optional[str] = None) -> dict[str, torch.Tensor]:
-    """Read a state dict without executing code; ``key`` picks a sub-dict (e.g. ``ema``) if present."""
+def load_state_dict(path: str | Path, key: Optional[str | tuple[str, ...]] = None,
+                    only_prefixes: Optional[tuple[str, ...]] = None) -> dict[str, torch.Tensor]:
+    """Read a state dict without executing code.
+
+    ``key`` picks a sub-dict (e.g. ``ema``; a tuple tries each in turn) when the file nests one.
+    ``only_prefixes`` keeps just the tensors under those prefixes and reads no others: safetensors files
+    are read key by key, torch files are memory-mapped, so a 3 GB checkpoint costs only what is kept.
+    """
     path = Path(path)
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+            from safetensors import safe_open
 
-            state = load_file(str(path))
+            with safe_open(str(path), framework="pt") as handle:
+                state = {k: handle.get_tensor(k) for k in handle.keys()
+                         if only_prefixes is None or k.startswith(only_prefixes)}
         else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
+            state = _torch_load(path, mmap=only_prefixes is not None)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"refused to load {path}: it contains pickled objects other than tensors, which could run code "
@@ -76,15 +84,34 @@ def load_state_dict(path: str | Path, key: Optional[str] = None) -> dict[str, to
                               "Download it again.") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds a {type(state).__name__}, not a state dict")
-    if key is not None and key in state and isinstance(state[key], dict):
-        state = state[key]
+    for candidate in (key,) if isinstance(key, str) else (key or ()):
+        if isinstance(state.get(candidate), dict):
+            state = state[candidate]
+            break
+    if only_prefixes is not None and path.suffix != ".safetensors":
+        state = {k: v.clone() for k, v in state.items() if k.startswith(only_prefixes)}  # detach from the mmap
     return state
 
 
-def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str, ignore_prefixes: tuple = ()) -> None:
-    """Load ``state`` into ``model`` requiring every key and shape to match, else say which disagree."""
+def _torch_load(path: Path, mmap: bool) -> object:
+    """``torch.load`` with ``weights_only=True``; memory-mapped when asked and the file is a zip archive."""
+    import zipfile
+
+    mmap = mmap and zipfile.is_zipfile(path)
+    return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
+
+
+def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str, ignore_prefixes: tuple = (),
+                only_prefixes: Optional[tuple[str, ...]] = None) -> None:
+    """Load ``state`` into ``model`` requiring every key and shape to match, else say which disagree.
+
+    With ``only_prefixes`` only those parts are checked and loaded (``assign``: a model built on the meta
+    device gets real tensors there and nowhere else).
+    """
     state = {k: v for k, v in state.items() if not k.startswith(ignore_prefixes)}
-    expected = model.state_dict()
+    expected = {k: v for k, v in model.state_dict().items() if only_prefixes is None or k.startswith(only_prefixes)}
+    if only_prefixes is not None:
+        state = {k: v for k, v in state.items() if k.startswith(only_prefixes)}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     misshaped = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
@@ -101,7 +128,10 @@ def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str, i
         if misshaped:
             lines.append(f"  shape mismatches: {show(misshaped)}")
         raise CheckpointMismatchError("\n".join(lines))
-    model.load_state_dict(state, strict=True)
+    if only_prefixes is None:
+        model.load_state_dict(state, strict=True)
+    else:
+        model.load_state_dict(state, strict=False, assign=True)
 
 
 def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, metadata: dict) -> None:

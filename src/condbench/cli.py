@@ -14,9 +14,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from .suites import builtin_suites
 
     if args.what in ("models", "all"):
-        print(f"{'model':<16} {'task':<10} {'c dim':>6}  {'default sampler':<44} checkpoint")
+        width = max(len(m.sampler) for m in MODELS.values())
+        print(f"{'model':<18} {'task':<9} {'c dim':>5}  {'default sampler':<{width}}  checkpoint")
         for m in MODELS.values():
-            print(f"{m.name:<16} {m.task:<10} {m.c_dim:>6}  {m.sampler:<44} {m.checkpoint_source}")
+            print(f"{m.name:<18} {m.task:<9} {m.c_dim:>5}  {m.sampler:<{width}}  {m.checkpoint_source}")
     if args.what in ("tasks", "all"):
         print()
         for t in TASKS.values():
@@ -32,10 +33,13 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .analysis import analyze
-    from .registry import load_adapter, load_task
+    from .registry import load_adapter, load_task, model_entry
 
-    task = load_task(args.task)
-    adapter = load_adapter(args.model or task.default_model, ckpt=args.ckpt, device=args.device)
+    task = load_task(args.task or (model_entry(args.model).task if args.model else "digits"))
+    model_config = json.loads(args.model_config) if args.model_config else {}
+    # only the embedders are read: c needs nothing else, and a 3 GB network is never materialised
+    adapter = load_adapter(args.model or task.default_model, ckpt=args.ckpt, device=args.device,
+                           embedders_only=True, **({"model_config": model_config} if model_config else {}))
     taus = [float(t) for t in args.taus.split(",")] if args.taus else None
     summary, arrays = analyze(adapter, task.analysis_conditions(), step=args.step, sweep_points=args.sweep_points,
                               **({"taus": taus} if taus else {}))
@@ -110,9 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("analyze", help="embedding statistics of c over all conditions of a task")
-    p.add_argument("--task", default="digits")
+    p.add_argument("--task", help="task whose conditions are analysed (default: the model's task, else digits)")
     p.add_argument("--model", help="adapter name (default: the task's default model)")
-    p.add_argument("--ckpt", help="checkpoint file (default: the model's own)")
+    p.add_argument("--ckpt", help="checkpoint file (default: the model's own, downloaded once into the cache)")
+    p.add_argument("--model-config", help="JSON overrides of the network size, e.g. for a smaller variant")
     p.add_argument("--step", type=int, default=0, help="sampling step whose timestep is analysed (0 = first)")
     p.add_argument("--sweep-points", type=int, default=20, help="steps sampled along the trajectory")
     p.add_argument("--taus", help="comma-separated thresholds for s(tau)")

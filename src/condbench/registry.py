@@ -72,21 +72,34 @@ def load_task(name: str, **options: Any):
 
 
 def _register_builtins() -> None:
-    from .adapters.dit import DiTAdapter, load_dit
+    from .adapters.dit import DiTAdapter
+    from .adapters.dit_model import DiT
+    from .adapters.loading import load_network
+    from .adapters.zoo import DIT_EMBEDDERS, RELEASES
     from .checkpoints import require_file
-    from .tasks.digits import ASSET_DIT, DIGITS_DIT_CONFIG, DIGITS_SAMPLER, DigitsTask, asset_path
+    from .tasks import asset_path
+    from .tasks.digits import ASSET_DIT, DIGITS_DIT_CONFIG, DIGITS_SAMPLER, DigitsTask
+    from .tasks.imagenet import ImageNetTask
 
-    def dit_digits(ckpt: Optional[str] = None, device: str = "cpu", **sampler: Any) -> Adapter:
+    def dit_digits(ckpt: Optional[str] = None, device: str = "cpu", embedders_only: bool = False,
+                   **sampler: Any) -> Adapter:
         path = require_file(ckpt or asset_path(ASSET_DIT), "digits DiT checkpoint",
                             "run `condbench train digits --out DIR` and pass --ckpt DIR/" + ASSET_DIT)
-        model, info = load_dit(path, DIGITS_DIT_CONFIG)
+        model, info = load_network(lambda: DiT(DIGITS_DIT_CONFIG), path, embedder_prefixes=DIT_EMBEDDERS,
+                                   embedders_only=embedders_only)
         return DiTAdapter(model, "dit-digits", checkpoint=info, **{**DIGITS_SAMPLER, **sampler}).to(device)
 
     register_model(ModelEntry("dit-digits", "digits", DIGITS_DIT_CONFIG.hidden_size,
                               f"DDPM {DIGITS_SAMPLER['num_steps']} respaced steps, learned sigma, "
                               f"CFG {DIGITS_SAMPLER['cfg_scale']}", "shipped in the package (condbench train digits)",
                               dit_digits, DIGITS_SAMPLER["num_steps"], DIGITS_SAMPLER["cfg_scale"]))
+    for release in RELEASES:
+        defaults = release.sampler_defaults
+        register_model(ModelEntry(release.name, "imagenet", release.c_dim, release.sampler, release.weights.url,
+                                  release.load, defaults.get(release.steps_key, 250), defaults.get("cfg_scale", 1.0)))
     register_task(TaskEntry("digits", "scikit-learn's 8x8 digits, 10 classes, built in (no download)", DigitsTask))
+    register_task(TaskEntry("imagenet", "ImageNet 256x256 class-conditional, 1,000 classes (ADM evaluator protocol)",
+                            ImageNetTask))
 
 
 _register_builtins()

@@ -39,7 +39,6 @@ from .seeding import PairedNoise
 from .suites import Suite
 
 SCHEMA_VERSION = 1
-GRID_PER_CLASS = 8
 
 Log = Callable[[str], None]
 
@@ -234,7 +233,7 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
         has_baseline = any(c.policy.is_baseline for c in group)
         state_steps = sorted({shared_prefix(c.policy, steps, has_baseline) for c in group} - {0})
         ctx = CellContext(suite, task, adapter, cache, options.batch_size or suite.batch_size, state_steps,
-                          min(n, GRID_PER_CLASS * len(task.class_names)),
+                          min(n, task.grid_count),
                           {"adapter": description, "task": task_description, "seed": suite.seed,
                            "schema": SCHEMA_VERSION})
         labels = task.conditions()

@@ -8,18 +8,15 @@ the policy hook sees that batch and is told which rows belong to which branch.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import torch
 
-from ..checkpoints import file_sha256, load_state_dict, load_strict, read_metadata
 from ..policies import BRANCH_COND, BRANCH_UNCOND, Policy
 from ..seeding import PairedNoise
 from .base import Adapter, EmbeddingParts, PolicyHook, ProgressCallback, SampleOutput, SamplerState
 from .ddpm import GaussianDiffusion
-from .dit_model import DiT, DiTConfig
+from .loading import materialized_device, move_materialized
 
 
 def pixels_from_model_space(x: torch.Tensor) -> torch.Tensor:
@@ -58,7 +55,7 @@ class ClassConditionalAdapter(Adapter):
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        return materialized_device(self.model)
 
     @property
     def embed_dim(self) -> int:
@@ -74,7 +71,7 @@ class ClassConditionalAdapter(Adapter):
         return (self.config.in_channels, self.config.input_size, self.config.input_size)
 
     def to(self, device: torch.device | str) -> "ClassConditionalAdapter":
-        self.model.to(device)
+        move_materialized(self.model, device)  # an embedders-only network keeps its unloaded parts on meta
         return self
 
     def _batch_t(self, t: torch.Tensor | float, n: int) -> torch.Tensor:
@@ -195,18 +192,3 @@ class DiTAdapter(ClassConditionalAdapter):
                 "sampler": {"name": "ddpm", "num_steps": self.num_steps, "cfg_scale": self.cfg_scale,
                             "cfg_channels": self.cfg_channels, "learned_sigma": self.config.learn_sigma},
                 "checkpoint": self.checkpoint}
-
-
-def load_dit(path: str | Path, config: Optional[DiTConfig] = None, state_key: Optional[str] = None,
-             ignore_prefixes: tuple = ()) -> tuple[DiT, dict]:
-    """Build a DiT from ``config`` (or the file's own metadata) and load the file strictly."""
-    path = Path(path)
-    if config is None:
-        meta = read_metadata(path)
-        if "config" not in meta:
-            raise ValueError(f"{path} carries no model config in its metadata; pass the model size explicitly")
-
-        config = DiTConfig(**json.loads(meta["config"]))
-    model = DiT(config)
-    load_strict(model, load_state_dict(path, key=state_key), source=str(path), ignore_prefixes=ignore_prefixes)
-    return model, {"path": str(path.resolve()), "sha256": file_sha256(path)}

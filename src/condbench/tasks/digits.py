@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Optional
 
@@ -19,6 +18,7 @@ from torch import nn
 
 from ..adapters.dit_model import DiTConfig
 from ..checkpoints import file_sha256, load_state_dict, load_strict, require_file
+from . import asset_path
 from ..metrics import class_fidelity, feature_statistics, frechet_distance, inception_score
 
 NUM_CLASSES = 10
@@ -36,11 +36,6 @@ ASSET_TRACK = "digits_train_track.json"
 CLASSIFIER_PROTOCOL = ("digits-cnn: FID on 128-d penultimate features vs all 1,797 real digits (unbiased covariance, "
                        "scipy sqrtm); IS from its 10-way softmax, one split; class fidelity = top-1 accuracy vs "
                        "the requested class")
-
-
-def asset_path(name: str) -> Path:
-    """Where a shipped asset of the package lives."""
-    return Path(str(resources.files("condbench") / "assets" / name))
 
 
 def load_digits_images() -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,6 +125,7 @@ class DigitsTask:
     name = "digits"
     condition_kind = "class"
     default_model = "dit-digits"
+    grid_count = 8 * NUM_CLASSES  # samples kept for the report's grids: 8 of every class
     class_names = CLASS_NAMES
 
     def __init__(self, samples_per_class: int = 100, classifier: Optional[str] = None):

@@ -1,0 +1,114 @@
+"""Where released weight files come from: a local path, the cache, or a one-time download.
+
+A :class:`WeightSource` names a file as its authors published it (file name, download URL, the Hugging Face
+repository when it lives there, and optionally its SHA-256). :func:`resolve_weights` returns a local path:
+the ``--ckpt`` path when given, else the cached copy, else it downloads the file once into the cache
+(``$CONDBENCH_CACHE``, default ``~/.cache/condbench``), atomically. Offline, or when the download fails, the
+error names the file, the URL, where it was looked for, and the option that takes a local copy.
+"""
+from __future__ import annotations
+
+import os
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from .checkpoints import CheckpointError, CheckpointNotFoundError, file_sha256, require_file
+from .progress import progress_bar
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """A released weight file: its official name, where it is published, and its hash when pinned."""
+
+    filename: str
+    url: str
+    hf_repo: Optional[str] = None  # the file is ``hf_filename`` (default ``filename``) in this hub repository
+    hf_filename: Optional[str] = None
+    sha256: Optional[str] = None
+
+    def describe(self) -> str:
+        return f"{self.filename} from {self.url}"
+
+
+def cache_root() -> Path:
+    """The download cache: ``$CONDBENCH_CACHE`` or ``~/.cache/condbench``."""
+    return Path(os.environ.get("CONDBENCH_CACHE", Path.home() / ".cache" / "condbench")).expanduser()
+
+
+def offline() -> bool:
+    """True when the user asked for no downloads (``CONDBENCH_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``)."""
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("CONDBENCH_OFFLINE", "HF_HUB_OFFLINE"))
+
+
+def resolve_weights(source: WeightSource, path: Optional[str | Path] = None, *, what: str,
+                    option: str = "--ckpt", download: bool = True) -> Path:
+    """A local copy of ``source``: ``path`` if given, else the cache, else a one-time download into the cache."""
+    if path is not None:
+        return require_file(path, what, f"check the path given with {option}, or leave {option} out to use "
+                                        f"{source.describe()} (downloaded once into {cache_root() / 'weights'})")
+    target = cache_root() / "weights" / source.filename
+    if target.is_file():
+        _verify(source, target)
+        return target
+    how = (f"download {source.url} yourself and pass {option} /path/to/{source.filename}, "
+           f"or place it at {target}")
+    if not download or offline():
+        raise CheckpointNotFoundError(
+            f"{what} not found: {source.filename!r} is not in the cache ({target}) and downloads are off "
+            f"(offline mode).\nHow to provide it: {how}.")
+    try:
+        _download(source, target)
+    except Exception as error:  # network, HTTP and hub errors all end here with the same remedy
+        raise CheckpointNotFoundError(
+            f"{what} not found: {source.filename!r} is not in the cache ({target}) and downloading it from "
+            f"{source.url} failed ({error.__class__.__name__}: {error}).\nHow to provide it: {how}.") from None
+    _verify(source, target)
+    return target
+
+
+def _download(source: WeightSource, target: Path) -> None:
+    """Fetch the file into ``target`` through a temporary name, so a killed download leaves nothing behind."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        if source.hf_repo is not None:
+            from huggingface_hub import hf_hub_download
+
+            cached = hf_hub_download(source.hf_repo, source.hf_filename or source.filename,
+                                     cache_dir=str(cache_root() / "hf"))
+            os.link(cached, tmp) if _same_device(cached, tmp.parent) else _copy(Path(cached), tmp)
+        else:
+            with urllib.request.urlopen(source.url, timeout=60) as response, open(tmp, "wb") as out:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with progress_bar(total=total, unit="B", unit_scale=True, desc=source.filename) as bar:
+                    while block := response.read(1 << 20):
+                        out.write(block)
+                        bar.update(len(block))
+                if total is not None and out.tell() != total:
+                    raise OSError(f"received {out.tell()} of {total} bytes")
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _same_device(path: str, directory: Path) -> bool:
+    return os.stat(path).st_dev == os.stat(directory).st_dev
+
+
+def _copy(src: Path, dst: Path) -> None:
+    import shutil
+
+    shutil.copyfile(src, dst)
+
+
+def _verify(source: WeightSource, path: Path) -> None:
+    """Check a pinned SHA-256; a mismatch removes nothing but says how to recover."""
+    if source.sha256 is None:
+        return
+    digest = file_sha256(path)
+    if digest != source.sha256:
+        raise CheckpointError(f"{path} does not match the published {source.filename}: sha256 {digest} instead of "
+                              f"{source.sha256}. The download is corrupt or a different file: delete it and run "
+                              f"again, or pass a good copy with --ckpt.")
