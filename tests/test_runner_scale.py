@@ -14,6 +14,7 @@ import torch
 import yaml
 
 import condbench
+from condbench.adapters.base import PolicyTrace
 from condbench.cache import ShardCache, cache_key
 from condbench.cli import main
 from condbench.runner import MissingShardsError, RunOptions, run_suite
@@ -99,6 +100,36 @@ def test_noise_is_per_index_and_samples_do_not_depend_on_the_batch_size():
                        PairedNoise(0, range(63, 70)).draw((1, 8, 8)))
     # CPU matrix products may round differently for another number of rows: equal to float32 rounding
     assert torch.allclose(big, small, atol=1e-5, rtol=0), (big - small).abs().max()
+
+
+@pytest.mark.parametrize("spec", ["baseline", "tail:0.05", "random-like:tail:0.05,branch=cond"])
+def test_with_a_microbatch_samples_are_bit_identical_for_batch_sizes_7_and_64(spec):
+    adapter = condbench.load_adapter("dit-digits", num_steps=4, microbatch=8)
+    policy = condbench.parse_policy(spec)
+    y = torch.arange(10).repeat(7)[:64]
+    whole = adapter.sample(y, PairedNoise(0, range(64)), policy)
+    parts = [adapter.sample(y[i:i + 7], PairedNoise(0, range(i, min(i + 7, 64))), policy) for i in range(0, 64, 7)]
+    assert torch.equal(whole.samples, torch.cat([p.samples for p in parts]))
+    merged = PolicyTrace.merge([p.trace for p in parts], [len(p.samples) for p in parts])
+    assert merged.removed_per_step == pytest.approx(whole.trace.removed_per_step, rel=1e-12)
+    assert adapter.describe()["sampler"]["microbatch"] == 8
+
+
+def test_runs_with_batch_sizes_7_and_64_give_identical_features_and_metrics(tmp_path):
+    def run(batch_size: int) -> tuple[dict, list]:
+        s = suite(per_class=7, shard_size=70, batch_size=batch_size)
+        s.microbatch = 8
+        path = run_suite(s, tmp_path / str(batch_size), RunOptions(**QUIET))
+        shards = sorted((tmp_path / str(batch_size) / "cache").glob("*/*.npz"))
+        return records(path.parent), [np.load(f)["features"] for f in shards if "features" in np.load(f)]
+
+    small, small_features = run(7)
+    big, big_features = run(64)
+    assert len(small_features) == len(big_features) == 2  # one shard per policy
+    assert all(np.array_equal(a, b) for a, b in zip(small_features, big_features))
+    for policy in small:
+        assert small[policy]["metrics"] == big[policy]["metrics"]
+        assert small[policy]["config"]["sampler"]["microbatch"] == 8
 
 
 def _cli(args, cwd, env=None):

@@ -68,6 +68,8 @@ def _cmd_run(args: argparse.Namespace, score_only: bool = False) -> int:
     suite = load_suite(args.suite)
     if args.samples_per_class:
         suite.task_options["samples_per_class"] = args.samples_per_class
+    if args.microbatch:
+        suite.microbatch = args.microbatch
     filters = dict(tasks=_split(args.tasks), models=_split(args.models), policies=_split(args.policies))
     if getattr(args, "dry_run", False):
         from .registry import load_task
@@ -136,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--policies", help="only these policy specs, separated by ';'")
         p.add_argument("--samples-per-class", type=int)
         p.add_argument("--batch-size", type=int, help="rows per sampler call (default: the suite's)")
+        p.add_argument("--microbatch", type=int, help="rows per network call, fixed: samples become bit-identical "
+                                                      "for any batch size (enters the cache key)")
         p.add_argument("--device", default="cuda" if _cuda() else "cpu")
         if name == "run":
             p.add_argument("--dry-run", action="store_true", help="print the cells and their cost, run nothing")

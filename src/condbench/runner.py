@@ -39,6 +39,9 @@ from .seeding import PairedNoise
 from .suites import Suite
 
 SCHEMA_VERSION = 1
+# Images per feature-extractor call, counted from the start of each shard: features then do not depend on
+# the sampler's batch size (matrix kernels may round differently for another number of rows).
+FEATURE_BATCH = 250
 
 Log = Callable[[str], None]
 
@@ -107,6 +110,19 @@ def compute_shard(ctx: CellContext, policy: Policy, start: int, stop: int) -> di
         prefix = ctx.cache.get(_shard_key(ctx, "state", start, stop, step=shared))
     keep = ctx.state_steps if policy.is_baseline else ()
     features, logits, grid, traces, sizes, states = [], [], [], [], [], {k: [] for k in keep}
+    pending: list[torch.Tensor] = []  # decoded images not yet through the feature extractor
+
+    def extract(final: bool) -> None:
+        images = torch.cat(pending) if pending else torch.empty(0)
+        pending.clear()
+        while len(images) >= FEATURE_BATCH or (final and len(images)):
+            f, l = task.evaluator.features(images[:FEATURE_BATCH])
+            features.append(f.numpy())
+            logits.append(l.numpy())
+            images = images[FEATURE_BATCH:]
+        if len(images):
+            pending.append(images)
+
     for b0 in range(start, stop, ctx.batch_size):
         b1 = min(b0 + ctx.batch_size, stop)
         begin = SamplerState(shared, torch.from_numpy(prefix["x"][b0 - start:b1 - start])) if prefix else None
@@ -118,9 +134,8 @@ def compute_shard(ctx: CellContext, policy: Policy, start: int, stop: int) -> di
                                         f"samples in indices {b0}..{b1 - 1} are NaN or infinite "
                                         f"(first: index {b0 + int(bad.nonzero()[0])})")
         images = adapter.decode(out.samples).cpu()
-        f, l = task.evaluator.features(images)
-        features.append(f.numpy())
-        logits.append(l.numpy())
+        pending.append(images)
+        extract(final=b1 == stop)
         grid.append(images[: max(0, ctx.grid_count - b0)].numpy())
         traces.append(out.trace)
         sizes.append(b1 - b0)
@@ -214,7 +229,9 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
         groups.setdefault((cell.task, cell.model), []).append(cell)
     for (task_name, model_name), group in groups.items():
         task = load_task(task_name, **suite.task_options)
-        adapter = load_adapter(model_name, device=world.device(options.device), **suite.model_options.get(model_name, {}))
+        model_options = {**({"microbatch": suite.microbatch} if suite.microbatch else {}),
+                         **suite.model_options.get(model_name, {})}
+        adapter = load_adapter(model_name, device=world.device(options.device), **model_options)
         description = adapter.describe()
         task_description = task.describe()
         summary["models"][model_name] = description
@@ -235,7 +252,7 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
         ctx = CellContext(suite, task, adapter, cache, options.batch_size or suite.batch_size, state_steps,
                           min(n, task.grid_count),
                           {"adapter": description, "task": task_description, "seed": suite.seed,
-                           "schema": SCHEMA_VERSION})
+                           "schema": SCHEMA_VERSION, "feature_batch": FEATURE_BATCH})
         labels = task.conditions()
         comparison: Optional[PairedBootstrap] = None
         for cell in group:

@@ -25,6 +25,9 @@ class Suite:
     seed: int = 0
     batch_size: int = 500  # rows per sampler call (a runtime setting: not part of any cache key)
     shard_size: int = 500  # indices per cached shard (part of the cache key)
+    # rows per network call, fixed (the last call padded): samples are then bit-identical whatever the batch
+    # size; None evaluates whole batches (faster, equal to float rounding). Part of the sampler settings.
+    microbatch: int | None = None
     task_options: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     analysis: dict[str, Any] = field(default_factory=lambda: {"taus": list(DEFAULT_TAUS), "sweep_points": 20})

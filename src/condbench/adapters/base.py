@@ -104,24 +104,44 @@ class PolicyHook:
         self.reference = reference
         self.trace = PolicyTrace(num_steps, [0.0] * first_step)  # steps before first_step were shared
 
-    def at(self, step: int, t: torch.Tensor, branch: Optional[torch.Tensor] = None):
-        """The hook for sampling step ``step`` at model timestep ``t``, or None when nothing is to be done."""
+    def at(self, step: int, t: torch.Tensor, branch: Optional[torch.Tensor] = None) -> Optional["StepHook"]:
+        """The hook for sampling step ``step`` at model timestep ``t``, or None when nothing is to be done.
+
+        ``branch`` (rows,) says which guidance branch each row of the network batch belongs to.
+        """
         self.trace.removed_per_step.append(0.0)
         if self.policy is None:
             return None
-        policy = self.policy
-        if policy.active(step, self.num_steps):
+        if self.policy.active(step, self.num_steps):
             self.trace.active_steps.append(step)
+        return StepHook(self, step, t, branch)
 
-        def hook(c: torch.Tensor, t_part: torch.Tensor, cond_part: torch.Tensor) -> torch.Tensor:
-            reference = (lambda: self.reference(t[:1])) if self.reference is not None else None
-            result = policy.apply(c, t_part, cond_part, step=step, num_steps=self.num_steps,
-                                  branch=branch, reference=reference)
-            targeted = result.removed[result.rows]  # (R, D)
-            self.trace.removed_per_step[step] = float(targeted.sum(1).double().mean()) if len(targeted) else 0.0
-            return result.c
 
-        return hook
+class StepHook:
+    """The policy at one sampling step; callable on a whole network batch or, via :meth:`rows`, on a slice
+    of it (a network evaluated in micro-batches). The trace averages over every targeted row it saw."""
+
+    def __init__(self, owner: PolicyHook, step: int, t: torch.Tensor, branch: Optional[torch.Tensor]):
+        self.owner, self.step, self.t, self.branch = owner, step, t, branch
+        self.removed_sum, self.targeted_rows = 0.0, 0
+
+    def __call__(self, c: torch.Tensor, t_part: torch.Tensor, cond_part: torch.Tensor,
+                 rows: slice = slice(None)) -> torch.Tensor:
+        owner = self.owner
+        reference = (lambda: owner.reference(self.t[:1])) if owner.reference is not None else None
+        branch = self.branch[rows] if self.branch is not None else None
+        result = owner.policy.apply(c, t_part, cond_part, step=self.step, num_steps=owner.num_steps,
+                                    branch=branch, reference=reference)
+        targeted = result.removed[result.rows]  # (R, D)
+        self.removed_sum += float(targeted.sum(1).double().sum())
+        self.targeted_rows += len(targeted)
+        if self.targeted_rows:
+            owner.trace.removed_per_step[self.step] = self.removed_sum / self.targeted_rows
+        return result.c
+
+    def rows(self, start: int, stop: int) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+        """The hook for rows start..stop-1 of the network batch."""
+        return lambda c, t_part, cond_part: self(c, t_part, cond_part, slice(start, stop))
 
 
 class Adapter(abc.ABC):

@@ -14,7 +14,7 @@ import torch
 
 from ..policies import BRANCH_COND, BRANCH_UNCOND, Policy
 from ..seeding import PairedNoise
-from .base import Adapter, EmbeddingParts, PolicyHook, ProgressCallback, SampleOutput, SamplerState
+from .base import Adapter, EmbeddingParts, PolicyHook, ProgressCallback, SampleOutput, SamplerState, StepHook
 from .ddpm import GaussianDiffusion
 from .loading import materialized_device, move_materialized
 
@@ -22,6 +22,17 @@ from .loading import materialized_device, move_materialized
 def pixels_from_model_space(x: torch.Tensor) -> torch.Tensor:
     """Pixel-space models generate in [-1, 1]; outputs are images in [0, 1]."""
     return ((x.clamp(-1, 1) + 1) / 2).float()
+
+
+def _real_rows_only(hook: Callable, real: int) -> Callable:
+    """A hook that applies ``hook`` to the first ``real`` rows and passes padding rows through unchanged."""
+
+    def apply(c: torch.Tensor, t_part: torch.Tensor, cond_part: torch.Tensor) -> torch.Tensor:
+        if real == len(c):
+            return hook(c, t_part, cond_part)
+        return torch.cat([hook(c[:real], t_part[:real], cond_part[:real]), c[real:]])
+
+    return apply
 
 
 class ClassConditionalAdapter(Adapter):
@@ -38,9 +49,12 @@ class ClassConditionalAdapter(Adapter):
 
     def __init__(self, model: torch.nn.Module, name: str, *, cfg_scale: float = 1.5,
                  cfg_channels: Optional[int] = 3, decoder: Callable[[torch.Tensor], torch.Tensor] = pixels_from_model_space,
-                 checkpoint: Optional[dict] = None):
+                 checkpoint: Optional[dict] = None, microbatch: Optional[int] = None):
         self.model = model.eval()
         self.name = name
+        self.microbatch = microbatch
+        if microbatch is not None and microbatch < 1:
+            raise ValueError(f"microbatch must be a positive number of rows, got {microbatch}")
         self.cfg_scale = cfg_scale
         self.cfg_channels = cfg_channels
         self.decoder = decoder
@@ -141,12 +155,33 @@ class ClassConditionalAdapter(Adapter):
         n, scale = len(x), self.guidance_scale(step)
         if scale == 1.0:
             self.denoiser_evaluations += n
-            return self.model(x, t, y, hooks.at(step, t))
+            return self._forward(x, t, y, hooks.at(step, t))
         y_in = torch.cat([y, torch.full_like(y, self.num_classes)])
         branch = torch.cat([torch.full((n,), BRANCH_COND), torch.full((n,), BRANCH_UNCOND)]).to(self.device)
-        out = self.model(torch.cat([x, x]), torch.cat([t, t]), y_in, hooks.at(step, t, branch))
+        out = self._forward(torch.cat([x, x]), torch.cat([t, t]), y_in, hooks.at(step, t, branch))
         self.denoiser_evaluations += 2 * n
         return self._guide(out, n, scale)
+
+    def _forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, hook: Optional[StepHook]) -> torch.Tensor:
+        """The network on rows (R, ...): at once, or with ``microbatch`` in calls of exactly that many rows.
+
+        Matrix kernels may round differently for another number of rows; calls of a fixed size, the last one
+        padded by repeating its last row, make every row's output independent of the batch it came in.
+        """
+        m = self.microbatch
+        if m is None:
+            return self.model(x, t, y, hook)
+        outputs = []
+        for a in range(0, len(x), m):
+            b = min(a + m, len(x))
+            pad = m - (b - a)
+
+            def padded(v: torch.Tensor) -> torch.Tensor:
+                return torch.cat([v[a:b], v[b - 1:b].expand(pad, *v.shape[1:])]) if pad else v[a:b]
+
+            chunk_hook = None if hook is None else _real_rows_only(hook.rows(a, b), b - a)
+            outputs.append(self.model(padded(x), padded(t), padded(y), chunk_hook)[: b - a])
+        return torch.cat(outputs)
 
     def evaluations_per_step(self) -> int:
         return 2 if self.guided else 1
@@ -190,5 +225,6 @@ class DiTAdapter(ClassConditionalAdapter):
     def describe(self) -> dict:
         return {"adapter": self.name, "family": self.family, "model_config": self.config.to_dict(),
                 "sampler": {"name": "ddpm", "num_steps": self.num_steps, "cfg_scale": self.cfg_scale,
-                            "cfg_channels": self.cfg_channels, "learned_sigma": self.config.learn_sigma},
+                            "cfg_channels": self.cfg_channels, "learned_sigma": self.config.learn_sigma,
+                            **({"microbatch": self.microbatch} if self.microbatch else {})},
                 "checkpoint": self.checkpoint}
