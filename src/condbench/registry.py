@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .adapters.base import Adapter
@@ -22,6 +23,11 @@ class ModelEntry:
     factory: Callable[..., Adapter]
     sampler_steps: int = 250
     cfg_scale: float = 1.0
+    resolver: Optional[Callable[[Optional[str]], Path]] = None  # ckpt option -> the local file, or a clear error
+
+    def resolve_checkpoint(self, ckpt: Optional[str] = None) -> Optional[Path]:
+        """The checkpoint file this model would load (downloading it once if needed); None if it needs none."""
+        return self.resolver(ckpt) if self.resolver is not None else None
 
 
 @dataclass(frozen=True)
@@ -81,10 +87,13 @@ def _register_builtins() -> None:
     from .tasks.digits import ASSET_DIT, DIGITS_DIT_CONFIG, DIGITS_SAMPLER, DigitsTask
     from .tasks.imagenet import ImageNetTask
 
+    def digits_checkpoint(ckpt: Optional[str] = None) -> Path:
+        return require_file(ckpt or asset_path(ASSET_DIT), "digits DiT checkpoint",
+                            "run `condbench train digits --out DIR` and pass --ckpt DIR/" + ASSET_DIT)
+
     def dit_digits(ckpt: Optional[str] = None, device: str = "cpu", embedders_only: bool = False,
                    **sampler: Any) -> Adapter:
-        path = require_file(ckpt or asset_path(ASSET_DIT), "digits DiT checkpoint",
-                            "run `condbench train digits --out DIR` and pass --ckpt DIR/" + ASSET_DIT)
+        path = digits_checkpoint(ckpt)
         model, info = load_network(lambda: DiT(DIGITS_DIT_CONFIG), path, embedder_prefixes=DIT_EMBEDDERS,
                                    embedders_only=embedders_only)
         return DiTAdapter(model, "dit-digits", checkpoint=info, **{**DIGITS_SAMPLER, **sampler}).to(device)
@@ -92,11 +101,12 @@ def _register_builtins() -> None:
     register_model(ModelEntry("dit-digits", "digits", DIGITS_DIT_CONFIG.hidden_size,
                               f"DDPM {DIGITS_SAMPLER['num_steps']} respaced steps, learned sigma, "
                               f"CFG {DIGITS_SAMPLER['cfg_scale']}", "shipped in the package (condbench train digits)",
-                              dit_digits, DIGITS_SAMPLER["num_steps"], DIGITS_SAMPLER["cfg_scale"]))
+                              dit_digits, DIGITS_SAMPLER["num_steps"], DIGITS_SAMPLER["cfg_scale"], digits_checkpoint))
     for release in RELEASES:
         defaults = release.sampler_defaults
         register_model(ModelEntry(release.name, "imagenet", release.c_dim, release.sampler, release.weights.url,
-                                  release.load, defaults.get(release.steps_key, 250), defaults.get("cfg_scale", 1.0)))
+                                  release.load, defaults.get(release.steps_key, 250), defaults.get("cfg_scale", 1.0),
+                                  release.resolve))
     register_task(TaskEntry("digits", "scikit-learn's 8x8 digits, 10 classes, built in (no download)", DigitsTask))
     register_task(TaskEntry("imagenet", "ImageNet 256x256 class-conditional, 1,000 classes (ADM evaluator protocol)",
                             ImageNetTask))

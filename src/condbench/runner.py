@@ -32,6 +32,7 @@ from .cache import ShardCache, cache_key
 from .distributed import World
 from .paired import PairedBootstrap
 from .plan import Cell, expand, first_active_step, shared_prefix
+from .preflight import check_inputs
 from .policies import Policy
 from .progress import progress_bar
 from .registry import load_adapter, load_task
@@ -217,6 +218,10 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
     cells = expand(suite, options.tasks, options.models, options.policies)
     if not cells:
         raise ValueError("the filters leave no cell to run")
+    selected = Suite(**{**suite.__dict__, "task": sorted({c.task for c in cells}),
+                        "models": [m for m in suite.models if m in {c.model for c in cells}]})
+    runnable = set(check_inputs(selected, log).models)  # every missing file is reported before any work
+    cells = [c for c in cells if c.model in runnable]
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "results.jsonl").write_text("")

@@ -8,6 +8,7 @@ sampler with its published defaults (any of which a caller may override).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 from torch import nn
@@ -37,10 +38,14 @@ class ReleasedModel:
     decoder: Callable[[], Callable] = SDVAEDecoder
     steps_key: str = "num_steps"
 
+    def resolve(self, ckpt: Optional[str] = None) -> Path:
+        """The local checkpoint: ``ckpt``, the cached copy, or a one-time download."""
+        return resolve_weights(self.weights, ckpt, what=f"{self.name} checkpoint")
+
     def load(self, ckpt: Optional[str] = None, device: str = "cpu", model_config: Optional[dict] = None,
              embedders_only: bool = False, decoder: Optional[Any] = None, **sampler: Any) -> Adapter:
         """The adapter for this release; ``embedders_only`` reads only the parts that form c (for analysis)."""
-        path = resolve_weights(self.weights, ckpt, what=f"{self.name} checkpoint")
+        path = self.resolve(ckpt)
         network, info = load_network(lambda: self.network(dict(model_config or {})), path, state_keys=self.state_keys,
                                      ignore_prefixes=self.ignore_prefixes, embedder_prefixes=self.embedder_prefixes,
                                      embedders_only=embedders_only)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
-from ..hub import WeightSource, cache_root
+from ..hub import WeightSource, resolve_weights
 from . import asset_path
 
 NUM_CLASSES = 1000
@@ -65,9 +65,14 @@ class ImageNetTask:
         return [f"a photo of a {self.class_names[int(y)]}" for y in labels]
 
     def reference_batch_path(self) -> Path:
-        """The reference batch given as an option, else where the cache keeps it."""
-        return Path(self.reference_batch) if self.reference_batch else cache_root() / "weights" / REFERENCE_BATCH.filename
+        """The reference batch: the ``reference_batch`` option, else the cached copy, else a one-time download."""
+        return resolve_weights(REFERENCE_BATCH, self.reference_batch, what="ADM reference batch",
+                               option="the task option reference_batch (suite task_options)")
+
+    def required_inputs(self) -> list[Callable[[], Path]]:
+        """Resolvers of every file the metrics need; the run's preflight calls each before any sampling."""
+        return [self.reference_batch_path]
 
     def describe(self) -> dict:
         return {"task": self.name, "samples_per_class": self.samples_per_class, "num_samples": self.num_samples,
-                "reference_batch": str(self.reference_batch_path()), "metric_options": self.metric_options}
+                "reference_batch": REFERENCE_BATCH.filename, "metric_options": self.metric_options}

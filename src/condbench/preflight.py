@@ -1,0 +1,61 @@
+"""Before a run spends any GPU time: is every file it needs on disk (or downloadable)?
+
+Each model's checkpoint and each task's inputs (reference batches, metric network weights) are resolved
+up front. A run goes on with the models whose checkpoints are present and says which it skips; when a
+task input is missing, or no model is left, it stops at once with ONE message that lists every missing file
+and how to provide it, instead of failing on the first one hours in.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .checkpoints import CheckpointNotFoundError
+from .registry import load_task, model_entry
+from .suites import Suite
+
+
+@dataclass(frozen=True)
+class MissingInput:
+    """A file a run needs and does not have: what it is, and the message that says how to provide it."""
+
+    owner: str  # the model or task that needs it
+    message: str
+
+
+class MissingInputsError(CheckpointNotFoundError):
+    """One or more files a run needs are missing; the message lists all of them."""
+
+
+def check_inputs(suite: Suite, log: Callable[[str], None] = print) -> Suite:
+    """``suite`` restricted to the models whose checkpoints resolve; raises if a task input or every model is missing."""
+    missing: list[MissingInput] = []
+    for task_name in suite.tasks:
+        task = load_task(task_name, **suite.task_options)
+        for check in getattr(task, "required_inputs", lambda: [])():
+            try:
+                check()
+            except (CheckpointNotFoundError, FileNotFoundError) as error:
+                missing.append(MissingInput(f"task {task_name}", str(error)))
+    present = []
+    for name in suite.models:
+        entry = model_entry(name)
+        ckpt = suite.model_options.get(name, {}).get("ckpt")
+        try:
+            entry.resolve_checkpoint(ckpt)
+            present.append(name)
+        except (CheckpointNotFoundError, FileNotFoundError) as error:
+            missing.append(MissingInput(f"model {name}", str(error)))
+    task_missing = [m for m in missing if m.owner.startswith("task")]
+    if task_missing or not present:
+        reasons = (["task inputs are missing"] if task_missing else []) + ([] if present else ["no model has its checkpoint"])
+        lines = [f"suite {suite.name!r} cannot run: {len(missing)} file(s) missing ({'; '.join(reasons)}). Provide them and "
+                 "run again (set CONDBENCH_CACHE to use another cache directory; model paths go in the suite's "
+                 "model_options as ckpt: PATH):"]
+        lines += [f"\n[{m.owner}] {m.message}" for m in missing]
+        raise MissingInputsError("\n".join(lines))
+    for m in missing:
+        log(f"skipping {m.owner}: {m.message.splitlines()[0]}")
+    if len(present) == len(suite.models):
+        return suite
+    return Suite(**{**suite.__dict__, "models": present})
