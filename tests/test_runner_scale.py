@@ -212,3 +212,20 @@ def test_dry_run_of_the_table2_grid_saves_at_least_30_percent(capsys):
                         __import__("re").search(r"([\d,]+) denoiser evaluations planned, ([\d,]+) from scratch", out).groups())
     assert planned <= 0.7 * scratch
     assert len(load_suite("table2").policies) == out.count("dit-digits")
+
+
+def test_kept_samples_are_written_as_the_adm_evaluator_npz(tmp_path):
+    run_suite(suite(), tmp_path, RunOptions(**QUIET))  # without samples first
+    s = suite()
+    s.keep_samples = True
+    kept = records(run_suite(s, tmp_path, RunOptions(**QUIET)).parent)
+    assert kept["baseline"]["work"]["denoiser_evaluations"] > 0  # cached shards lacked the samples
+    npz = np.load(kept["baseline"]["samples_npz"])
+    assert npz["arr_0"].dtype == np.uint8 and npz["arr_0"].shape == (30, 8, 8, 1)
+    assert np.array_equal(npz["labels"], np.tile(np.arange(10), 3))
+    adapter = condbench.load_adapter("dit-digits", num_steps=6)
+    images = adapter.decode(adapter.sample(torch.arange(10), PairedNoise(0, range(10))).samples)
+    expected = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    assert np.abs(npz["arr_0"][:10].astype(int) - expected.astype(int)).max() <= 1  # batch 10 vs 30: rounding
+    again = records(run_suite(s, tmp_path, RunOptions(**QUIET)).parent)
+    assert again["tail:0.05"]["work"]["denoiser_evaluations"] == 0

@@ -112,6 +112,7 @@ def compute_shard(ctx: CellContext, policy: Policy, start: int, stop: int) -> di
     keep = ctx.state_steps if policy.is_baseline else ()
     features, logits, grid, traces, sizes, states = [], [], [], [], [], {k: [] for k in keep}
     pending: list[torch.Tensor] = []  # decoded images not yet through the feature extractor
+    kept: list[np.ndarray] = []  # the samples themselves, when the suite keeps them
 
     def extract(final: bool) -> None:
         images = torch.cat(pending) if pending else torch.empty(0)
@@ -135,6 +136,8 @@ def compute_shard(ctx: CellContext, policy: Policy, start: int, stop: int) -> di
                                         f"samples in indices {b0}..{b1 - 1} are NaN or infinite "
                                         f"(first: index {b0 + int(bad.nonzero()[0])})")
         images = adapter.decode(out.samples).cpu()
+        if ctx.suite.keep_samples:
+            kept.append(to_uint8_nhwc(images))
         pending.append(images)
         extract(final=b1 == stop)
         grid.append(images[: max(0, ctx.grid_count - b0)].numpy())
@@ -145,8 +148,18 @@ def compute_shard(ctx: CellContext, policy: Policy, start: int, stop: int) -> di
     for k, xs in states.items():
         ctx.cache.put(_shard_key(ctx, "state", start, stop, step=k), {"x": np.concatenate(xs)})
     trace = PolicyTrace.merge(traces, sizes)
-    return {"features": np.concatenate(features), "logits": np.concatenate(logits), "grid": np.concatenate(grid),
-            "removed_per_step": np.array(trace.removed_per_step), "active_steps": np.array(trace.active_steps, dtype=np.int64)}
+    arrays = {"features": np.concatenate(features), "logits": np.concatenate(logits), "grid": np.concatenate(grid),
+              "removed_per_step": np.array(trace.removed_per_step),
+              "active_steps": np.array(trace.active_steps, dtype=np.int64)}
+    if kept:
+        arrays["samples"] = np.concatenate(kept)
+    return arrays
+
+
+def to_uint8_nhwc(images: torch.Tensor) -> np.ndarray:
+    """Images (N, C, H, W) in [0, 1] -> uint8 (N, H, W, C), rounded as DiT's ``sample_ddp.py`` does
+    (``clamp(127.5 x + 128, 0, 255)`` truncated, for x in [-1, 1], is round(255 y) for y = (x + 1) / 2)."""
+    return (images * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def run_cell_shards(ctx: CellContext, policy: Policy, shards: list[tuple[int, int]], score_only: bool,
@@ -159,9 +172,15 @@ def run_cell_shards(ctx: CellContext, policy: Policy, shards: list[tuple[int, in
     done: dict[tuple[int, int], dict] = {}
     cached, waiting = 0, []
     key_of = {s: _shard_key(ctx, "cell", *s, policy=policy.canonical()) for s in shards}
+    def get(shard: tuple[int, int]) -> Optional[dict]:
+        found = ctx.cache.get(key_of[shard])
+        if found is not None and ctx.suite.keep_samples and "samples" not in found:
+            return None  # computed before samples were asked for: sample it again, keeping them
+        return found
+
     with progress_bar(total=sum(b - a for a, b in shards), desc=desc, unit="sample") as bar:
         for shard in shards:
-            found = ctx.cache.get(key_of[shard])
+            found = get(shard)
             if found is None and score_only:
                 raise MissingShardsError(f"{desc}: indices {shard[0]}..{shard[1] - 1} were never sampled into "
                                          f"{ctx.cache.root}; run `condbench run` first")
@@ -170,7 +189,7 @@ def run_cell_shards(ctx: CellContext, policy: Policy, shards: list[tuple[int, in
                     if not mine:
                         waiting.append(shard)
                         continue
-                    found = ctx.cache.get(key_of[shard])  # finished by another run while we looked
+                    found = get(shard)  # finished by another run while we looked
                     if found is None:
                         found = compute_shard(ctx, policy, *shard)
                         ctx.cache.put(key_of[shard], found)
@@ -178,19 +197,30 @@ def run_cell_shards(ctx: CellContext, policy: Policy, shards: list[tuple[int, in
                         cached += 1
             else:
                 cached += 1
-            done[shard] = found
+            done[shard] = {k: v for k, v in found.items() if k != "samples"}  # samples stay in the cache
             bar.update(shard[1] - shard[0])
         for shard in waiting:
             with ctx.cache.lock(key_of[shard], wait=True):
-                found = ctx.cache.get(key_of[shard])
+                found = get(shard)
                 if found is None:  # the other run died before finishing it
                     found = compute_shard(ctx, policy, *shard)
                     ctx.cache.put(key_of[shard], found)
                 else:
                     cached += 1
-            done[shard] = found
+            done[shard] = {k: v for k, v in found.items() if k != "samples"}
             bar.update(shard[1] - shard[0])
     return done, cached
+
+
+def write_samples_npz(ctx: CellContext, policy: Policy, shards: list[tuple[int, int]], path: Path) -> Path:
+    """The cell's samples, uint8 NHWC in index order, as ``arr_0`` (the format ADM's evaluator reads), with
+    the requested class of each sample as ``labels``; read from the cache, where every rank put its shards."""
+    parts = [ctx.cache.get(_shard_key(ctx, "cell", *s, policy=policy.canonical()))["samples"] for s in shards]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, arr_0=np.concatenate(parts), labels=ctx.task.conditions().numpy())
+    tmp.replace(path)
+    return path
 
 
 def _assemble(parts: list[dict], shards: list[tuple[int, int]]) -> dict[str, np.ndarray]:
@@ -293,15 +323,18 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
                 "timing": {"seconds": seconds, "samples_per_s": n / seconds if seconds > 0 else None},
                 "environment": {k: env[k] for k in ("condbench", "torch", "cuda")}, "device": str(adapter.device),
             }
+            if suite.keep_samples:
+                npz = out / "samples" / f"{slug(f'{model_name}|{policy.canonical()}')}.npz"
+                record["samples_npz"] = str(write_samples_npz(ctx, policy, shards, npz))
             with (out / "results.jsonl").open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
             summary["records"].append(record)
             grid_name = f"{model_name}|{policy.canonical()}"
             grids[slug(grid_name)] = data["grid"]
             summary["grids"][grid_name] = slug(grid_name)
-            log(f"[{model_name}] {policy.canonical():<30} removed {record['dims_removed']:6.1f}/{adapter.embed_dim} "
-                f"FID {metrics['fid']:8.3f}  IS {metrics['is']:6.3f}  class fidelity {metrics['class_fidelity']:.3f}  "
-                f"({seconds:.1f}s, {record['work']['shards_from_cache']}/{len(shards)} shards cached)")
+            headline = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float)))
+            log(f"[{model_name}] {policy.canonical():<30} removed {record['dims_removed']:6.1f}/{adapter.embed_dim}  "
+                f"{headline}  ({seconds:.1f}s, {record['work']['shards_from_cache']}/{len(shards)} shards cached)")
     world.barrier()
     if not world.is_main:
         return None

@@ -28,6 +28,9 @@ class Suite:
     # rows per network call, fixed (the last call padded): samples are then bit-identical whatever the batch
     # size; None evaluates whole batches (faster, equal to float rounding). Part of the sampler settings.
     microbatch: int | None = None
+    # also keep every sample (uint8) in the cache and write each cell's samples as the ``arr_0`` npz that
+    # reference evaluators read (ADM's TensorFlow evaluator for ImageNet)
+    keep_samples: bool = False
     task_options: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     analysis: dict[str, Any] = field(default_factory=lambda: {"taus": list(DEFAULT_TAUS), "sweep_points": 20})
