@@ -1,13 +1,18 @@
-"""The DiT network against diffusers' DiTTransformer2DModel with the same (random) weights.
+"""The DiT network against diffusers' DiTTransformer2DModel, and DiT's network and sampler against the official code.
 
 diffusers builds DiT's timestep sinusoid with ``downscale_freq_shift=1`` (frequencies
 exp(-ln(10000) * i / (half - 1))), where the official DiT divides by ``half``. With diffusers' default the
 c vectors therefore differ; with that one setting aligned, c and the denoiser output agree to 1e-5.
 """
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
+import condbench
 from condbench.adapters.dit_model import sincos_pos_embed_2d
+from condbench.seeding import PairedNoise
 
 from .conftest import TINY, random_dit
 
@@ -92,3 +97,36 @@ def test_diffusers_default_timestep_sinusoid_departs_from_official_dit():
         their_c, _ = reference_c(ref, T, Y)
         t_part, y_part = model.embed_parts(T, Y)
     assert (their_c - (t_part + y_part)).abs().max() > 1e-4
+
+
+# --- against the official code -----------------------------------------------------------------------------
+# tests/fixtures/dit was made by running the official facebookresearch/DiT code (commit ed81ce2, models.py and
+# diffusion/) on a tiny random network: `python tools/golden/make_dit.py --official PATH/TO/DiT` (see its
+# docstring). The official sampler was fed condbench's per-sample noise, so the final latents must agree.
+FIXTURE = Path(__file__).parent / "fixtures" / "dit"
+
+
+def _official():
+    from safetensors import safe_open
+
+    with safe_open(str(FIXTURE / "outputs.safetensors"), framework="pt") as f:
+        meta = json.loads(f.metadata()["meta"])
+        return meta, {k: f.get_tensor(k) for k in f.keys()}
+
+
+def test_c_and_output_equal_the_official_dit():
+    meta, ref = _official()
+    adapter = condbench.load_adapter("dit-xl-2", ckpt=str(FIXTURE / "weights.safetensors"), model_config=meta["config"])
+    assert torch.allclose(adapter.embed(ref["y"], ref["t"]), ref["c"], atol=1e-6, rtol=0)
+    out = adapter.denoise(ref["x"], ref["t"], ref["y"])
+    assert torch.allclose(out, ref["out"], atol=1e-5, rtol=0), (out - ref["out"]).abs().max()
+
+
+def test_ddpm_sampler_equals_the_official_p_sample_loop_with_cfg():
+    meta, ref = _official()
+    adapter = condbench.load_adapter("dit-xl-2", ckpt=str(FIXTURE / "weights.safetensors"), model_config=meta["config"],
+                                     num_steps=meta["steps"], cfg_scale=meta["cfg_scale"])
+    labels = torch.tensor(meta["labels"])
+    final = adapter.sample(labels, PairedNoise(meta["seed"], range(len(labels)))).samples
+    assert ref["final"].abs().max() > 0.1  # a non-trivial trajectory
+    assert torch.allclose(final, ref["final"], atol=1e-5, rtol=0), (final - ref["final"]).abs().max()
