@@ -179,3 +179,21 @@ def test_list_models_prints_c_dim_sampler_and_source(capsys):
     for name in condbench.registry.MODELS:
         assert name in out
     assert "1152" in out and "dl.fbaipublicfiles.com/DiT/models/DiT-XL-2-256x256.pt" in out
+
+
+def _fixture_config(path: Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return json.loads(handle.metadata()["config"])
+
+
+def test_mdt_xl_2_loads_the_official_layout_through_the_registry():
+    """The MDT fixture holds the official file's training-only keys (side block, mask token) too."""
+    weights = Path(__file__).parent / "fixtures" / "mdt" / "weights.safetensors"
+    config = {k: v for k, v in _fixture_config(weights).items() if k != "mlp_ratio"}
+    adapter = condbench.load_adapter("mdt-xl-2", ckpt=str(weights), model_config=config, num_steps=10)
+    assert adapter.embed(torch.tensor([1, 10]), 999).shape == (2, 16)
+    assert adapter.describe()["sampler"]["cfg_scale"] == 3.8
+    light = condbench.load_adapter("mdt-xl-2", ckpt=str(weights), model_config=config, embedders_only=True)
+    assert torch.equal(light.embed(torch.tensor([1, 10]), 999), adapter.embed(torch.tensor([1, 10]), 999))

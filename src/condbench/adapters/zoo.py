@@ -7,6 +7,7 @@ sampler with its published defaults (any of which a caller may override).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -71,6 +72,18 @@ def _dit_adapter(network: nn.Module, name: str, **options: Any) -> Adapter:
     return DiTAdapter(network, name, **options)
 
 
+def _mdt_network(overrides: dict) -> nn.Module:
+    from .mdt_model import MDT, MDT_XL_2
+
+    return MDT(dataclasses.replace(MDT_XL_2, **overrides))
+
+
+def _mdt_adapter(network: nn.Module, name: str, **options: Any) -> Adapter:
+    from .mdt import MDTAdapter
+
+    return MDTAdapter(network, name, **options)
+
+
 DIT_SAMPLER = "DDPM 250 respaced steps, learned sigma, CFG 1.5 on ch[:3]"
 
 RELEASES: list[ReleasedModel] = [
@@ -80,4 +93,11 @@ RELEASES: list[ReleasedModel] = [
     ReleasedModel("dit-xl-2-512", _dit_network(64), _dit_adapter,
                   WeightSource("DiT-XL-2-512x512.pt", "https://dl.fbaipublicfiles.com/DiT/models/DiT-XL-2-512x512.pt"),
                   1152, DIT_SAMPLER, dict(num_steps=250, cfg_scale=1.5, cfg_channels=3)),
+    # MDTv2 (sail-sg/MDT): raw state dict; the side block and mask token only serve masked training
+    ReleasedModel("mdt-xl-2", _mdt_network, _mdt_adapter,
+                  WeightSource("mdt_xl2_v2_ckpt.pt", "https://huggingface.co/shgao/MDT-XL2/resolve/main/mdt_xl2_v2_ckpt.pt",
+                               hf_repo="shgao/MDT-XL2"),
+                  1152, "DDPM 250 respaced steps, learned sigma, CFG 3.8 power-cosine (pow 4) on ch[:3]",
+                  dict(num_steps=250, cfg_scale=3.8, scale_pow=4.0, cfg_channels=3),
+                  ignore_prefixes=("sideblocks.", "mask_token")),
 ]
