@@ -146,19 +146,21 @@ class ClassConditionalAdapter(Adapter):
             x, first = start.x.to(self.device), start.step
         return y, x, first, PolicyHook(policy, self.sampler_steps, reference=self.mean_embedding, first_step=first)
 
-    def _evaluate(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, hooks: PolicyHook, step: int) -> torch.Tensor:
+    def _evaluate(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, hooks: Optional[PolicyHook],
+                  step: int) -> torch.Tensor:
         """The network output for sampling step ``step``: x (N, C, H, W), t (N,), y (N,) -> (N, C_out, H, W).
 
         With guidance at this step both branches run in one batch ``[cond; uncond]`` and the policy hook is
-        told which rows belong to which branch.
+        told which rows belong to which branch. ``hooks`` None: no policy and no trace (adaptive solvers).
         """
         n, scale = len(x), self.guidance_scale(step)
         if scale == 1.0:
             self.denoiser_evaluations += n
-            return self._forward(x, t, y, hooks.at(step, t))
+            return self._forward(x, t, y, None if hooks is None else hooks.at(step, t))
         y_in = torch.cat([y, torch.full_like(y, self.num_classes)])
         branch = torch.cat([torch.full((n,), BRANCH_COND), torch.full((n,), BRANCH_UNCOND)]).to(self.device)
-        out = self._forward(torch.cat([x, x]), torch.cat([t, t]), y_in, hooks.at(step, t, branch))
+        hook = None if hooks is None else hooks.at(step, t, branch)
+        out = self._forward(torch.cat([x, x]), torch.cat([t, t]), y_in, hook)
         self.denoiser_evaluations += 2 * n
         return self._guide(out, n, scale)
 
