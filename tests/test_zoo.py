@@ -197,3 +197,100 @@ def test_mdt_xl_2_loads_the_official_layout_through_the_registry():
     assert adapter.describe()["sampler"]["cfg_scale"] == 3.8
     light = condbench.load_adapter("mdt-xl-2", ckpt=str(weights), model_config=config, embedders_only=True)
     assert torch.equal(light.embed(torch.tensor([1, 10]), 999), adapter.embed(torch.tensor([1, 10]), 999))
+
+
+def test_uvit_h_2_loads_through_the_registry_and_its_drive_only_file_is_explained(isolated_cache):
+    weights = Path(__file__).parent / "fixtures" / "uvit" / "weights.safetensors"
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as handle:
+        config = json.loads(handle.metadata()["meta"])["config"]
+    adapter = condbench.load_adapter("uvit-h-2", ckpt=str(weights), model_config=config, num_steps=8)
+    parts = adapter.embed_parts(torch.tensor([3, 10]), 999.0)
+    assert torch.equal(parts.c, parts.t + parts.cond) and parts.c.shape == (2, 32)
+    with pytest.raises(CheckpointNotFoundError, match="(?s)imagenet256_uvit_huge.pth.*drive.google.com.*--ckpt"):
+        condbench.load_adapter("uvit-h-2")
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.mark.parametrize("name, weights, prefix", [
+    ("sit-xl-2", "transport/sit.safetensors", "sit"),
+    ("repa-sit-xl-2", "transport/repa.safetensors", "repa"),  # carries the projector head: accepted, unused
+])
+def test_transport_models_load_official_layouts_through_the_registry(name, weights, prefix):
+    """Fixtures made by the official SiT and REPA code (see tests/test_transport_parity.py)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(FIXTURES / weights), framework="pt") as handle:
+        tiny = json.loads(handle.metadata()["tiny"])
+    ref = {k.split("/")[1]: v for k, v in load_file(str(FIXTURES / "transport" / "expected.safetensors")).items()
+           if k.startswith(prefix + "/")}
+    adapter = condbench.load_adapter(name, ckpt=str(FIXTURES / weights), model_config=tiny)
+    assert torch.allclose(adapter.embed(ref["y"], ref["t"]), ref["c"], atol=1e-5)
+    out = adapter.denoise(ref["x"], ref["t"], ref["y"])[:, : ref["out"].shape[1]]
+    assert torch.allclose(out, ref["out"], atol=1e-5)
+
+
+def test_mg_takes_the_ema_weights_of_its_training_checkpoint():
+    from safetensors import safe_open
+
+    with safe_open(str(FIXTURES / "transport" / "sit.safetensors"), framework="pt") as handle:
+        tiny = json.loads(handle.metadata()["tiny"])
+    adapter = condbench.load_adapter("mg-sit-xl-2", ckpt=str(FIXTURES / "transport" / "mg.pt"), model_config=tiny)
+    ema = torch.load(FIXTURES / "transport" / "mg.pt", weights_only=True)["ema"]
+    assert torch.equal(adapter.model.y_embedder.embedding_table.weight, ema["y_embedder.embedding_table.weight"])
+    assert adapter.describe()["sampler"]["cfg_scale"] == 1.0
+
+
+def test_a_training_checkpoint_with_its_argparse_options_loads(tmp_path):
+    """MG's and LightningDiT's files are training checkpoints; their option Namespace is not code."""
+    import argparse
+
+    weights = torch.load(FIXTURES / "transport" / "mg.pt", weights_only=True)
+    torch.save({**weights, "args": argparse.Namespace(lr=1e-4, model="SiT-XL/2"), "step": 7}, tmp_path / "mg.pt")
+    from safetensors import safe_open
+
+    with safe_open(str(FIXTURES / "transport" / "sit.safetensors"), framework="pt") as handle:
+        tiny = json.loads(handle.metadata()["tiny"])
+    assert condbench.load_adapter("mg-sit-xl-2", ckpt=str(tmp_path / "mg.pt"), model_config=tiny).embed_dim == 16
+
+
+def test_lightningdit_loads_its_ema_and_gives_the_official_c_and_output(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    weights = FIXTURES / "lightningdit" / "released.weights.safetensors"
+    with safe_open(str(weights), framework="pt") as handle:
+        config = json.loads(handle.metadata()["config"])
+    torch.save({"ema": load_file(str(weights)), "model": {}, "config": {"note": "training"}}, tmp_path / "ckpt.pt")
+    ref = load_file(str(FIXTURES / "lightningdit" / "released.io.safetensors"))
+    adapter = condbench.load_adapter("lightningdit-xl-1", ckpt=str(tmp_path / "ckpt.pt"), model_config=config)
+    assert torch.allclose(adapter.embed(ref["y"], ref["t"]), ref["c"], atol=1e-5)
+    assert torch.allclose(adapter.denoise(ref["x"], ref["t"], ref["y"]), ref["out"], atol=1e-5)
+    assert adapter.describe()["sampler"]["cfg_scale"] == 6.7
+
+
+def test_mg_parts_are_named_when_the_file_is_missing(isolated_cache):
+    with pytest.raises(CheckpointNotFoundError, match="(?s)SiT-XL-2-MG-a.*SiT-XL-2-MG-f.*concatenate"):
+        condbench.load_adapter("mg-sit-xl-2")
+
+
+def test_split_releases_are_downloaded_part_by_part_and_joined(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONDBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("CONDBENCH_OFFLINE", raising=False)
+    site = tmp_path / "site"
+    site.mkdir()
+    payload = (FIXTURES / "transport" / "mg.pt").read_bytes()
+    third = len(payload) // 3
+    for i, piece in enumerate((payload[:third], payload[third:2 * third], payload[2 * third:])):
+        (site / f"part-{i}").write_bytes(piece)
+    server = _Server(site)
+    try:
+        source = WeightSource("joined.pt", f"{server.url}/", parts=tuple(f"{server.url}/part-{i}" for i in range(3)))
+        assert resolve_weights(source, what="split model").read_bytes() == payload
+    finally:
+        server.httpd.shutdown()

@@ -72,7 +72,7 @@ def load_state_dict(path: str | Path, key: Optional[str | tuple[str, ...]] = Non
                 state = {k: handle.get_tensor(k) for k in handle.keys()
                          if only_prefixes is None or k.startswith(only_prefixes)}
         else:
-            state = _torch_load(path, mmap=only_prefixes is not None)
+            state = _torch_load(path)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"refused to load {path}: it contains pickled objects other than tensors, which could run code "
@@ -93,12 +93,19 @@ def load_state_dict(path: str | Path, key: Optional[str | tuple[str, ...]] = Non
     return state
 
 
-def _torch_load(path: Path, mmap: bool) -> object:
-    """``torch.load`` with ``weights_only=True``; memory-mapped when asked and the file is a zip archive."""
+def _torch_load(path: Path) -> object:
+    """``torch.load`` with ``weights_only=True``, memory-mapped when the file is a zip archive (only what is
+    used is read). Training checkpoints often carry their ``argparse.Namespace`` of options, a plain record
+    of attributes, which is allowed besides tensors."""
+    import argparse
     import zipfile
 
-    mmap = mmap and zipfile.is_zipfile(path)
-    return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
+    allowed = getattr(torch.serialization, "safe_globals", None)
+    if allowed is None:  # torch < 2.5
+        torch.serialization.add_safe_globals([argparse.Namespace])
+        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    with allowed([argparse.Namespace]):
+        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
 
 
 def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str, ignore_prefixes: tuple = (),

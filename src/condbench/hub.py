@@ -27,6 +27,8 @@ class WeightSource:
     hf_repo: Optional[str] = None  # the file is ``hf_filename`` (default ``filename``) in this hub repository
     hf_filename: Optional[str] = None
     sha256: Optional[str] = None
+    direct: bool = True  # False: the URL is a page (e.g. Google Drive) a person downloads from, not a file
+    parts: tuple[str, ...] = ()  # URLs of pieces that, concatenated in order, are the file (split releases)
 
     def describe(self) -> str:
         return f"{self.filename} from {self.url}"
@@ -52,8 +54,13 @@ def resolve_weights(source: WeightSource, path: Optional[str | Path] = None, *, 
     if target.is_file():
         _verify(source, target)
         return target
-    how = (f"download {source.url} yourself and pass {option} /path/to/{source.filename}, "
-           f"or place it at {target}")
+    fetch = (f"download the parts {', '.join(source.parts)} and concatenate them in that order into {source.filename}"
+             if source.parts else f"download {source.url} yourself")
+    how = f"{fetch} and pass {option} /path/to/{source.filename}, or place it at {target}"
+    if not source.direct:
+        raise CheckpointNotFoundError(
+            f"{what} not found: {source.filename!r} is not in the cache ({target}), and it is published only on "
+            f"a page a person downloads from: {source.url}\nHow to provide it: {how}.")
     if not download or offline():
         raise CheckpointNotFoundError(
             f"{what} not found: {source.filename!r} is not in the cache ({target}) and downloads are off "
@@ -80,17 +87,26 @@ def _download(source: WeightSource, target: Path) -> None:
                                      cache_dir=str(cache_root() / "hf"))
             os.link(cached, tmp) if _same_device(cached, tmp.parent) else _copy(Path(cached), tmp)
         else:
-            with urllib.request.urlopen(source.url, timeout=60) as response, open(tmp, "wb") as out:
-                total = int(response.headers.get("Content-Length") or 0) or None
-                with progress_bar(total=total, unit="B", unit_scale=True, desc=source.filename) as bar:
-                    while block := response.read(1 << 20):
-                        out.write(block)
-                        bar.update(len(block))
-                if total is not None and out.tell() != total:
-                    raise OSError(f"received {out.tell()} of {total} bytes")
+            with open(tmp, "wb") as out:
+                for url in source.parts or (source.url,):
+                    _append_url(url, out, source.filename)
         tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _append_url(url: str, out, name: str) -> None:
+    """Stream ``url`` onto the end of the open file ``out``, with a progress bar; a short read is an error."""
+    with urllib.request.urlopen(url, timeout=60) as response:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        received = 0
+        with progress_bar(total=total, unit="B", unit_scale=True, desc=name) as bar:
+            while block := response.read(1 << 20):
+                out.write(block)
+                received += len(block)
+                bar.update(len(block))
+    if total is not None and received != total:
+        raise OSError(f"received {received} of {total} bytes from {url}")
 
 
 def _same_device(path: str, directory: Path) -> bool:

@@ -84,7 +84,77 @@ def _mdt_adapter(network: nn.Module, name: str, **options: Any) -> Adapter:
     return MDTAdapter(network, name, **options)
 
 
+def _uvit_network(overrides: dict) -> nn.Module:
+    from .uvit_model import UViT, UViTConfig
+
+    return UViT(UViTConfig(**overrides))
+
+
+def _uvit_adapter(network: nn.Module, name: str, **options: Any) -> Adapter:
+    from .uvit import UViTAdapter
+
+    return UViTAdapter(network, name, **options)
+
+
+def _transport_adapter(spec_name: str) -> Callable[..., Adapter]:
+    def build(network: nn.Module, name: str, **options: Any) -> Adapter:
+        from . import sit
+
+        return sit.TransportAdapter(network, name, spec=getattr(sit, spec_name), **options)
+
+    return build
+
+
+def _lightningdit_network(overrides: dict) -> nn.Module:
+    from .lightningdit_model import XL1_IMAGENET256, LightningDiT
+
+    return LightningDiT(dataclasses.replace(XL1_IMAGENET256, **overrides))
+
+
+class DecoderOnFirstUse:
+    """A decoder whose files are resolved (cache, or a one-time download) only when it first decodes."""
+
+    def __init__(self, make: Callable[[], Callable], description: dict):
+        self.make, self.description, self._decoder = make, description, None
+
+    def __call__(self, latents):
+        if self._decoder is None:
+            self._decoder = self.make()
+        return self._decoder(latents)
+
+    def describe(self) -> dict:
+        return self.description
+
+
+VAVAE = WeightSource("vavae-imagenet256-f16d32-dinov2.pt",
+                     "https://huggingface.co/hustvl/vavae-imagenet256-f16d32-dinov2/resolve/main/"
+                     "vavae-imagenet256-f16d32-dinov2.pt", hf_repo="hustvl/vavae-imagenet256-f16d32-dinov2")
+VAVAE_LATENT_STATS = WeightSource("latents_stats.pt", "https://huggingface.co/hustvl/vavae-imagenet256-f16d32-dinov2/"
+                                  "resolve/main/latents_stats.pt", hf_repo="hustvl/vavae-imagenet256-f16d32-dinov2")
+
+
+def _vavae_decoder() -> DecoderOnFirstUse:
+    def make():
+        from .vavae import VAVAEDecoder
+
+        return VAVAEDecoder(resolve_weights(VAVAE, what="VA-VAE f16d32 decoder", option="decoder"),
+                            resolve_weights(VAVAE_LATENT_STATS, what="VA-VAE latent statistics", option="decoder"))
+
+    return DecoderOnFirstUse(make, {"decoder": "VA-VAE f16d32", "checkpoint": VAVAE.filename,
+                                    "latent_stats": VAVAE_LATENT_STATS.filename})
+
+
+def _sit_network(**fixed: Any) -> Callable[[dict], nn.Module]:
+    def build(overrides: dict) -> nn.Module:
+        from .dit_model import DIT_SIZES, DiT, DiTConfig
+
+        return DiT(DiTConfig(**{"input_size": 32, **DIT_SIZES["XL"], **fixed, **overrides}))
+
+    return build
+
+
 DIT_SAMPLER = "DDPM 250 respaced steps, learned sigma, CFG 1.5 on ch[:3]"
+MG_PARTS = tuple(f"https://github.com/tzco/diffusion-wo-cfg/releases/download/1.0/SiT-XL-2-MG-{p}" for p in "abcdef")
 
 RELEASES: list[ReleasedModel] = [
     ReleasedModel("dit-xl-2", _dit_network(32), _dit_adapter,
@@ -100,4 +170,39 @@ RELEASES: list[ReleasedModel] = [
                   1152, "DDPM 250 respaced steps, learned sigma, CFG 3.8 power-cosine (pow 4) on ch[:3]",
                   dict(num_steps=250, cfg_scale=3.8, scale_pow=4.0, cfg_channels=3),
                   ignore_prefixes=("sideblocks.", "mask_token")),
+    # SiT-XL/2 (willisma/SiT): DiT's network; velocity = the first 4 output channels; SDE sampler of the paper's FID
+    ReleasedModel("sit-xl-2", _sit_network(), _transport_adapter("SIT_SDE"),
+                  WeightSource("SiT-XL-2-256x256.pt", "https://www.dl.dropboxusercontent.com/scl/fi/as9oeomcbub47de5g4be0/"
+                               "SiT-XL-2-256.pt?rlkey=uxzxmpicu46coq3msb17b9ofa&dl=0"),
+                  1152, "Euler-Maruyama SDE 250 steps (mean last step 0.04), CFG 1.5 on ch[:3]",
+                  dict(num_steps=250, cfg_scale=1.5)),
+    # REPA SiT-XL/2 (sihyun-yu/REPA): 4 output channels; the projector head serves training only
+    ReleasedModel("repa-sit-xl-2", _sit_network(learn_sigma=False), _transport_adapter("REPA_SDE"),
+                  WeightSource("last.pt", "https://www.dl.dropboxusercontent.com/scl/fi/cxedbs4da5ugjq5wg3zrg/last.pt"
+                               "?rlkey=8otgrdkno0nd89po3dpwngwcc&st=apcc645o&dl=0"),
+                  1152, "Euler-Maruyama SDE 250 steps to t=0.04 + mean step, CFG 1.8 for t <= 0.7",
+                  dict(num_steps=250, cfg_scale=1.8),
+                  ignore_prefixes=("projectors.",)),
+    # MG (tzco/diffusion-wo-cfg): guidance trained in, no CFG at sampling; released in six parts; a training
+    # checkpoint ({'ema', 'model', ...}) of which the EMA weights are used
+    ReleasedModel("mg-sit-xl-2", _sit_network(learn_sigma=False), _transport_adapter("MG_SDE"),
+                  WeightSource("SiT-XL-2-MG.pt", "https://github.com/tzco/diffusion-wo-cfg/releases/tag/1.0", parts=MG_PARTS),
+                  1152, "Euler-Maruyama SDE 250 steps to t=0.04 + mean step, no CFG", dict(num_steps=250, cfg_scale=1.0),
+                  state_keys=("ema", "model")),
+    # LightningDiT-XL/1 (hustvl/LightningDiT), 800 epochs: a training checkpoint whose 'ema' is used
+    ReleasedModel("lightningdit-xl-1", _lightningdit_network, _transport_adapter("LIGHTNINGDIT_ODE"),
+                  WeightSource("lightningdit-xl-imagenet256-800ep.pt", "https://huggingface.co/hustvl/"
+                               "lightningdit-xl-imagenet256-800ep/resolve/main/lightningdit-xl-imagenet256-800ep.pt",
+                               hf_repo="hustvl/lightningdit-xl-imagenet256-800ep"),
+                  1152, "Euler ODE 250 points, shift 0.3, CFG 6.7 on ch[:3] for t >= 0.125",
+                  dict(num_steps=250, cfg_scale=6.7),
+                  state_keys=("ema",), decoder=_vavae_decoder),
+    # U-ViT-H/2 (baofff/U-ViT): no AdaLN; c = label token + time token (the study's "y+t"). The authors publish
+    # the file on Google Drive only. Their decoder is SD's KL-f8 EMA autoencoder, converted by them; condbench
+    # decodes with diffusers' sd-vae-ft-ema unless given decoder=PATH.
+    ReleasedModel("uvit-h-2", _uvit_network, _uvit_adapter,
+                  WeightSource("imagenet256_uvit_huge.pth",
+                               "https://drive.google.com/file/d/13StUdrjaaSXjfqqF7M47BzPyhMAArQ4u/view", direct=False),
+                  1152, "DPM-Solver-fast (singlestep, order 3) 50 evaluations, CFG 1.4 on all channels",
+                  dict(num_steps=50, cfg_scale=1.4), embedder_prefixes=("label_emb.",)),
 ]
