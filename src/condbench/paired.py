@@ -8,7 +8,7 @@ both sides alike; the difference is what is reported).
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -19,16 +19,21 @@ Score = Callable[..., dict[str, float]]
 class PairedBootstrap:
     """Differences (policy - baseline) of every metric ``score`` returns, with 95% bootstrap intervals."""
 
-    def __init__(self, score: Score, baseline: Sequence[torch.Tensor], resamples: int, seed: int = 0):
+    def __init__(self, score: Score, baseline: Sequence[torch.Tensor], resamples: int, seed: int = 0,
+                 baseline_metrics: Optional[dict[str, float]] = None):
+        """``score`` is what each resample is scored with; ``baseline_metrics`` are the baseline's headline
+        numbers when they come from another (exact, slower) formula than ``score``: each delta is then
+        headline minus headline, and only its interval comes from the resamples."""
         self.score = score
         n = len(baseline[0])
         self.indices = torch.from_numpy(np.random.default_rng(seed).integers(0, n, size=(resamples, n)))
-        self.baseline = score(*baseline)
+        self.baseline = baseline_metrics if baseline_metrics is not None else score(*baseline)
         self.baseline_resampled = [score(*(a[idx] for a in baseline)) for idx in self.indices]
 
     def compare(self, data: Sequence[torch.Tensor], metrics: dict[str, float]) -> dict[str, dict]:
-        """``metrics`` = score(*data), already computed; returns {metric: {delta, ci95, resamples}}."""
-        diffs: dict[str, list[float]] = {k: [] for k in metrics}
+        """``metrics`` = the full score of ``data``; returns {metric: {delta, ci95, resamples}} for the metrics the
+        resampling score computes (it may leave some out, e.g. ones that resampling with replacement distorts)."""
+        diffs: dict[str, list[float]] = {k: [] for k in metrics if k in self.baseline_resampled[0]}
         for idx, base in zip(self.indices, self.baseline_resampled):
             resampled = self.score(*(a[idx] for a in data))
             for k in diffs:

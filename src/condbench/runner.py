@@ -31,6 +31,8 @@ from .analysis import analyze
 from .cache import ShardCache, cache_key
 from .distributed import World
 from .paired import PairedBootstrap
+from .metrics.inception import quantize_uint8
+from .metrics.reference_batch import BatchNpzWriter
 from .plan import Cell, expand, first_active_step, shared_prefix
 from .preflight import check_inputs
 from .policies import Policy
@@ -114,14 +116,18 @@ def compute_shard(ctx: CellContext, policy: Policy, start: int, stop: int) -> di
     pending: list[torch.Tensor] = []  # decoded images not yet through the feature extractor
     kept: list[np.ndarray] = []  # the samples themselves, when the suite keeps them
 
+    done = start  # index of the first sample not yet through the feature extractor
+
     def extract(final: bool) -> None:
+        nonlocal done
         images = torch.cat(pending) if pending else torch.empty(0)
         pending.clear()
         while len(images) >= FEATURE_BATCH or (final and len(images)):
-            f, l = task.evaluator.features(images[:FEATURE_BATCH])
+            chunk = images[:FEATURE_BATCH]
+            f, l = task.evaluator.features(chunk, conditions[done:done + len(chunk)])
             features.append(f.numpy())
             logits.append(l.numpy())
-            images = images[FEATURE_BATCH:]
+            images, done = images[FEATURE_BATCH:], done + len(chunk)
         if len(images):
             pending.append(images)
 
@@ -137,7 +143,7 @@ def compute_shard(ctx: CellContext, policy: Policy, start: int, stop: int) -> di
                                         f"(first: index {b0 + int(bad.nonzero()[0])})")
         images = adapter.decode(out.samples).cpu()
         if ctx.suite.keep_samples:
-            kept.append(to_uint8_nhwc(images))
+            kept.append(quantize_uint8(images).permute(0, 2, 3, 1).numpy())  # (N, H, W, C)
         pending.append(images)
         extract(final=b1 == stop)
         grid.append(images[: max(0, ctx.grid_count - b0)].numpy())
@@ -154,12 +160,6 @@ def compute_shard(ctx: CellContext, policy: Policy, start: int, stop: int) -> di
     if kept:
         arrays["samples"] = np.concatenate(kept)
     return arrays
-
-
-def to_uint8_nhwc(images: torch.Tensor) -> np.ndarray:
-    """Images (N, C, H, W) in [0, 1] -> uint8 (N, H, W, C), rounded as DiT's ``sample_ddp.py`` does
-    (``clamp(127.5 x + 128, 0, 255)`` truncated, for x in [-1, 1], is round(255 y) for y = (x + 1) / 2)."""
-    return (images * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def run_cell_shards(ctx: CellContext, policy: Policy, shards: list[tuple[int, int]], score_only: bool,
@@ -214,13 +214,13 @@ def run_cell_shards(ctx: CellContext, policy: Policy, shards: list[tuple[int, in
 
 def write_samples_npz(ctx: CellContext, policy: Policy, shards: list[tuple[int, int]], path: Path) -> Path:
     """The cell's samples, uint8 NHWC in index order, as ``arr_0`` (the format ADM's evaluator reads), with
-    the requested class of each sample as ``labels``; read from the cache, where every rank put its shards."""
-    parts = [ctx.cache.get(_shard_key(ctx, "cell", *s, policy=policy.canonical()))["samples"] for s in shards]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, arr_0=np.concatenate(parts), labels=ctx.task.conditions().numpy())
-    tmp.replace(path)
-    return path
+    the requested class of each sample as ``labels``; streamed shard by shard from the cache, where every
+    rank put its shards."""
+    writer = BatchNpzWriter(path)
+    for shard in shards:
+        samples = ctx.cache.get(_shard_key(ctx, "cell", *shard, policy=policy.canonical()))["samples"]
+        writer.append(torch.from_numpy(samples).permute(0, 3, 1, 2))  # (N, C, H, W)
+    return writer.close(labels=ctx.task.conditions().numpy())
 
 
 def _assemble(parts: list[dict], shards: list[tuple[int, int]]) -> dict[str, np.ndarray]:
@@ -303,7 +303,9 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
             scored = (torch.from_numpy(data["features"]), torch.from_numpy(data["logits"]), labels)
             metrics = task.evaluator.score(*scored)
             if policy.is_baseline:
-                comparison = PairedBootstrap(task.evaluator.score, scored, suite.bootstrap, seed=suite.seed)
+                resample_score = getattr(task.evaluator, "bootstrap_score", task.evaluator.score)
+                comparison = PairedBootstrap(resample_score, scored, suite.bootstrap, seed=suite.seed,
+                                             baseline_metrics=metrics)
             deltas = comparison.compare(scored, metrics) if comparison is not None and not policy.is_baseline else {}
             trace = data["trace"]
             seconds = time.time() - started

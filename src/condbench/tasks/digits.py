@@ -96,8 +96,8 @@ class DigitsEvaluator:
         mu, sigma = feature_statistics(features.numpy())
         return cls(classifier, info, mu, sigma)
 
-    def features(self, images01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features and logits of images in [0, 1] (N, 1, 8, 8)."""
+    def features(self, images01: torch.Tensor, labels: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and logits of images in [0, 1] (N, 1, 8, 8) (their labels are not needed here)."""
         return run_classifier(self.classifier, images01 * 2 - 1)
 
     def score(self, features: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> dict:

@@ -14,13 +14,13 @@ from typing import Callable, Optional
 
 import torch
 
-from ..hub import WeightSource, resolve_weights
+from ..hub import offline, resolve_weights
+from ..metrics.reference_batch import REFERENCE_BATCH
 from . import asset_path
+from .imagenet_metrics import ImageNetEvaluator
 
 NUM_CLASSES = 1000
-REFERENCE_BATCH = WeightSource(
-    "VIRTUAL_imagenet256_labeled.npz",
-    "https://openaipublic.blob.core.windows.net/diffusion/jul-2021/ref_batches/imagenet/256/VIRTUAL_imagenet256_labeled.npz")
+DEFAULT_CLASSIFIER = "resnet50:IMAGENET1K_V2"
 
 
 def imagenet_class_names() -> list[str]:
@@ -29,20 +29,36 @@ def imagenet_class_names() -> list[str]:
 
 
 class ImageNetTask:
-    """ImageNet 256 class-conditional: conditions, class names, reference batch and the metric set."""
+    """ImageNet 256 class-conditional: conditions, class names, reference batch and the metric set.
+
+    Options: ``samples_per_class`` (5 = the study's 5,000 samples; 50 = FID-50k); ``classes`` (only the first
+    K classes, for quick checks: numbers are then not comparable with the literature); ``reference_batch``,
+    ``inception_weights`` (local paths; else the cache or a one-time download); ``clip_model`` (a hub id or a
+    directory; None turns the CLIP score off); ``classifier`` ("ARCH:WEIGHTS" of torchvision, read from the
+    torch hub cache; None turns class fidelity off); ``precision_recall`` (default on).
+    """
 
     name = "imagenet"
     condition_kind = "class"
     default_model = "dit-xl-2"
     grid_count = 32  # samples kept for the report's grids (the first 32 classes, one each)
 
-    def __init__(self, samples_per_class: int = 5, reference_batch: Optional[str] = None, **metric_options):
+    def __init__(self, samples_per_class: int = 5, classes: int = NUM_CLASSES, reference_batch: Optional[str] = None,
+                 inception_weights: Optional[str] = None, clip_model: Optional[str] = "openai/clip-vit-base-patch16",
+                 classifier: Optional[str] = DEFAULT_CLASSIFIER, precision_recall: bool = True):
         if not 1 <= samples_per_class <= 50:
             raise ValueError(f"samples_per_class must be in 1..50 (5 = the study's 5,000 samples; 50 = FID-50k), "
                              f"got {samples_per_class}")
+        if not 1 <= classes <= NUM_CLASSES:
+            raise ValueError(f"classes must be in 1..{NUM_CLASSES}, got {classes}")
         self.samples_per_class = samples_per_class
+        self.classes = classes
         self.reference_batch = reference_batch
-        self.metric_options = metric_options
+        self.inception_weights = inception_weights
+        self.clip_model = clip_model
+        self.classifier = classifier
+        self.precision_recall = precision_recall
+        self._evaluator: Optional[ImageNetEvaluator] = None
 
     @cached_property
     def class_names(self) -> list[str]:
@@ -50,29 +66,63 @@ class ImageNetTask:
 
     @property
     def num_samples(self) -> int:
-        return self.samples_per_class * NUM_CLASSES
+        return self.samples_per_class * self.classes
 
     def conditions(self) -> torch.Tensor:
-        """Class id of every sample index (N,): ``arange(1000).repeat(samples_per_class)``."""
-        return torch.arange(NUM_CLASSES).repeat(self.samples_per_class)
+        """Class id of every sample index (N,): ``arange(classes).repeat(samples_per_class)``."""
+        return torch.arange(self.classes).repeat(self.samples_per_class)
 
     def analysis_conditions(self) -> torch.Tensor:
         """Every condition once: the 1,000 classes (the study's Table 1)."""
         return torch.arange(NUM_CLASSES)
-
-    def prompts(self, labels: torch.Tensor) -> list[str]:
-        """CLIP prompts for class ids: "a photo of a {class name}"."""
-        return [f"a photo of a {self.class_names[int(y)]}" for y in labels]
 
     def reference_batch_path(self) -> Path:
         """The reference batch: the ``reference_batch`` option, else the cached copy, else a one-time download."""
         return resolve_weights(REFERENCE_BATCH, self.reference_batch, what="ADM reference batch",
                                option="the task option reference_batch (suite task_options)")
 
-    def required_inputs(self) -> list[Callable[[], Path]]:
+    def inception_weights_path(self) -> Path:
+        from ..metrics.inception import weights_path
+
+        return weights_path(self.inception_weights, download=not offline())
+
+    def required_inputs(self) -> list[Callable[[], object]]:
         """Resolvers of every file the metrics need; the run's preflight calls each before any sampling."""
-        return [self.reference_batch_path]
+        checks: list[Callable[[], object]] = [self.reference_batch_path, self.inception_weights_path]
+        if self.clip_model:
+            checks.append(self._clip)
+        if self.classifier:
+            checks.append(self._classifier)
+        return checks
+
+    def _clip(self):
+        from ..metrics.clip_score import ClipScore
+
+        return ClipScore(self.clip_model)
+
+    def _classifier(self):
+        from ..metrics.imagenet_classifier import ClassFidelity
+
+        arch, _, weights = self.classifier.partition(":")
+        return ClassFidelity.torchvision(arch, weights or "DEFAULT")
+
+    @property
+    def evaluator(self) -> ImageNetEvaluator:
+        """The metric set, built on first use (the Inception network, the reference batch, CLIP, the classifier)."""
+        if self._evaluator is None:
+            from ..metrics.inception import InceptionFeatures
+            from ..metrics.reference_batch import ReferenceBatch
+
+            self._evaluator = ImageNetEvaluator(
+                InceptionFeatures.load(self.inception_weights_path()), ReferenceBatch.load(self.reference_batch_path()),
+                [f"a photo of a {name}" for name in self.class_names],
+                clip=self._clip() if self.clip_model else None,
+                classifier=self._classifier() if self.classifier else None, precision_recall=self.precision_recall)
+        return self._evaluator
 
     def describe(self) -> dict:
-        return {"task": self.name, "samples_per_class": self.samples_per_class, "num_samples": self.num_samples,
-                "reference_batch": REFERENCE_BATCH.filename, "metric_options": self.metric_options}
+        return {"task": self.name, "samples_per_class": self.samples_per_class, "classes": self.classes,
+                "num_samples": self.num_samples, "reference_batch": REFERENCE_BATCH.filename,
+                "metric_options": {"inception_weights": self.inception_weights, "clip_model": self.clip_model,
+                                   "classifier": self.classifier, "precision_recall": self.precision_recall},
+                "metric_protocol": self.evaluator.protocol_line()}
