@@ -239,6 +239,12 @@ class DiT(nn.Module):
         """The timestep part and the class part of c, each (N, D)."""
         return self.t_embedder(t), self.y_embedder(y)
 
+    def conditional_vector(self, t: torch.Tensor, y: torch.Tensor, hook: Optional[EmbeddingHook] = None) -> torch.Tensor:
+        """c = t_embedder(t) + y_embedder(y) (N, D), the vector the study measures, as ``hook`` rewrites it."""
+        t_part, y_part = self.embed_parts(t, y)
+        c = t_part + y_part
+        return hook(c, t_part, y_part) if hook is not None else c
+
     def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
         """(N, T, p*p*C) -> (N, C, H, W)."""
         c, p = self.config.out_channels, self.config.patch_size
@@ -251,10 +257,7 @@ class DiT(nn.Module):
     ) -> torch.Tensor:
         """x (N, C, H, W), t (N,), y (N,) -> (N, C_out, H, W); ``hook`` may rewrite c before AdaLN."""
         tokens = self.x_embedder(x) + self.pos_embed  # (N, T, D)
-        t_part, y_part = self.embed_parts(t, y)
-        c = t_part + y_part  # (N, D): the conditional vector the study measures
-        if hook is not None:
-            c = hook(c, t_part, y_part)
+        c = self.conditional_vector(t, y, hook)  # (N, D)
         for block in self.blocks:
             tokens = block(tokens, c)
         return self.unpatchify(self.final_layer(tokens, c))

@@ -13,44 +13,31 @@ Key layout (strict, released model): ``x_embedder.proj``, ``t_embedder.mlp.{0,2}
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dit_model import DiT, EmbeddingHook, FinalLayer, LabelEmbedder, Mlp, PatchEmbed, TimestepEmbedder, modulate
+from .dit_model import (DiT, DiTConfig, EmbeddingHook, FinalLayer, LabelEmbedder, Mlp, PatchEmbed, TimestepEmbedder,
+                        modulate)
 
 
 @dataclass(frozen=True)
-class LightningDiTConfig:
-    """Constructor arguments of the official ``LightningDiT``; the defaults are the released ImageNet-256
-    XL/1 model (``configs/reproductions/lightningdit_xl_vavae_f16d32_800ep_cfg.yaml``)."""
+class LightningDiTConfig(DiTConfig):
+    """Constructor arguments of the official ``LightningDiT``: DiT's, plus the architecture switches; the
+    defaults are the released ImageNet-256 XL/1 model (``configs/reproductions/lightningdit_xl_vavae_f16d32_800ep_cfg.yaml``)."""
 
     input_size: int = 16
     patch_size: int = 1
     in_channels: int = 32
-    hidden_size: int = 1152
-    depth: int = 28
-    num_heads: int = 16
-    mlp_ratio: float = 4.0
-    num_classes: int = 1000
-    class_dropout_prob: float = 0.1  # > 0 adds the null row used by classifier-free guidance
     learn_sigma: bool = False
     use_qknorm: bool = False
     use_swiglu: bool = True
     use_rope: bool = True
     use_rmsnorm: bool = True
     wo_shift: bool = False
-    frequency_embedding_size: int = 256
-
-    @property
-    def out_channels(self) -> int:
-        return self.in_channels * 2 if self.learn_sigma else self.in_channels
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 # The official named sizes (``LightningDiT_models``); the patch size (1 or 2) is a separate option.
@@ -215,6 +202,7 @@ class LightningDiT(nn.Module):
     # The official initialisation, position table, c parts and unpatchify are DiT's.
     initialize_weights = DiT.initialize_weights
     embed_parts = DiT.embed_parts
+    conditional_vector = DiT.conditional_vector
     unpatchify = DiT.unpatchify
 
     def forward(
@@ -222,10 +210,7 @@ class LightningDiT(nn.Module):
     ) -> torch.Tensor:
         """x (N, C, H, W), t (N,) in [0, 1] (0 = noise), y (N,) -> (N, C_out, H, W); ``hook`` may rewrite c."""
         tokens = self.x_embedder(x) + self.pos_embed  # (N, T, D)
-        t_part, y_part = self.embed_parts(t, y)
-        c = t_part + y_part  # (N, D): the conditional vector the study measures
-        if hook is not None:
-            c = hook(c, t_part, y_part)
+        c = self.conditional_vector(t, y, hook)  # (N, D)
         for block in self.blocks:
             tokens = block(tokens, c, self.feat_rope)
         return self.unpatchify(self.final_layer(tokens, c))

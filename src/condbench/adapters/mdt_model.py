@@ -135,6 +135,7 @@ class MDT(nn.Module):
         self.decoder_pos_embed.data.copy_(table)
 
     embed_parts = DiT.embed_parts  # (t_embedder(t), y_embedder(y)), each (N, D)
+    conditional_vector = DiT.conditional_vector
     unpatchify = DiT.unpatchify  # (N, T, p*p*C) -> (N, C, H, W)
 
     def forward(
@@ -142,10 +143,7 @@ class MDT(nn.Module):
     ) -> torch.Tensor:
         """x (N, C, H, W), t (N,), y (N,) -> (N, C_out, H, W); ``hook`` may rewrite c before AdaLN."""
         tokens = self.x_embedder(x) + self.pos_embed  # (N, T, D)
-        t_part, y_part = self.embed_parts(t, y)
-        c = t_part + y_part  # (N, D): the conditional vector the study measures
-        if hook is not None:
-            c = hook(c, t_part, y_part)
+        c = self.conditional_vector(t, y, hook)  # (N, D)
         input_tokens, skips = tokens, []
         for block in self.en_inblocks:
             tokens = block(tokens, c)

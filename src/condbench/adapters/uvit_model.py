@@ -21,7 +21,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .dit_model import Attention, EmbeddingHook, Mlp, PatchEmbed, timestep_sinusoid
+from .dit_model import Attention, DiT, EmbeddingHook, Mlp, PatchEmbed, timestep_sinusoid
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,10 @@ class UViTConfig:
     @property
     def in_channels(self) -> int:
         return self.in_chans
+
+    @property
+    def out_channels(self) -> int:
+        return self.in_chans  # noise prediction only
 
     @property
     def class_dropout_prob(self) -> float:
@@ -155,12 +159,7 @@ class UViT(nn.Module):
         """The time token and the label token, each (N, D)."""
         return self.time_token(t), self.label_emb(y)
 
-    def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, T, p*p*C) with features ordered (p1, p2, C) -> (N, C, H, W)."""
-        c, p = self.config.in_chans, self.config.patch_size
-        h = w = int(x.shape[1] ** 0.5)
-        x = x.reshape(x.shape[0], h, w, p, p, c)
-        return torch.einsum("nhwpqc->nchpwq", x).reshape(x.shape[0], c, h * p, w * p)
+    unpatchify = DiT.unpatchify  # (N, T, p*p*C), features ordered (p1, p2, C) -> (N, C, H, W)
 
     def forward(
         self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, hook: Optional[EmbeddingHook] = None
