@@ -21,10 +21,13 @@ from . import plots
 # metric key -> (label, which direction is better)
 METRICS = {
     "fid": ("FID", "lower"), "sfid": ("sFID", "lower"), "is": ("IS", "higher"),
-    "precision": ("Precision", "higher"), "recall": ("Recall", "higher"), "clip": ("CLIP score", "higher"),
+    "precision": ("Precision", "higher"), "recall": ("Recall", "higher"), "clip_score": ("CLIP score", "higher"),
+    "is_std": ("IS std over splits", None),
     "class_fidelity": ("class fidelity", "higher"), "ssim": ("SSIM", "higher"), "lpips": ("LPIPS", "lower"),
     "psnr": ("PSNR", "higher"), "fad": ("FAD", "lower"), "kl": ("KL", "lower"),
 }
+# the columns of the across-tasks table (each task's own tables show every metric)
+HEADLINE = ("fid", "is", "clip_score", "class_fidelity", "ssim", "lpips", "psnr", "fad", "kl")
 
 STYLE = """
 body{font-family:system-ui,-apple-system,sans-serif;margin:0;color:#222;background:#fafafa}
@@ -132,7 +135,7 @@ def _metric_keys(records: list[dict]) -> list[str]:
 
 def _best(records: list[dict], key: str) -> Optional[float]:
     values = [r["metrics"].get(key) for r in records if r["metrics"].get(key) is not None]
-    if not values or key not in METRICS:
+    if not values or METRICS.get(key, ("", None))[1] is None:  # unknown direction: no "best"
         return None
     return min(values) if METRICS[key][1] == "lower" else max(values)
 
@@ -224,7 +227,7 @@ def curves_html(records: list[dict], keys: list[str]) -> str:
     if not any(families.values()):
         return ""
     images = []
-    for key in keys:
+    for key in [k for k in keys if METRICS.get(k, ("", "any"))[1] is not None]:  # not spreads like IS std
         curves = {f: [(x, r["metrics"][key]) for x, r in pts] + ([(0.0, baseline["metrics"][key])] if baseline else [])
                   for f, pts in families.items() if pts}
         images.append(f"<img alt='{_esc(key)} against fraction removed' "
@@ -233,12 +236,15 @@ def curves_html(records: list[dict], keys: list[str]) -> str:
 
 
 def samples_section(runs: list[Run]) -> str:
-    out = ["<h3>Samples</h3><p class=note>The same seeds in the same places: row k holds sample indices "
-           "10k..10k+9, so a cell shows what the policy changed for that exact noise.</p><div class=grids>"]
+    out = ["<h3>Samples</h3><p class=note>The same seeds in the same places: the cell in row r, column k of "
+           "a grid with n columns is sample index r·n + k in every grid, so it shows what the policy changed for "
+           "that exact noise.</p><div class=grids>"]
     for run in runs:
         for key, name in run.results.get("grids", {}).items():
             if name in run.grids:
-                out.append(f"<figure><img alt='samples {_esc(key)}' src='{plots.grid_png(run.grids[name])}'>"
+                grid = run.grids[name]
+                uri = plots.grid_png(grid, per_row=plots.grid_per_row(len(grid)))
+                out.append(f"<figure><img alt='samples {_esc(key)}' src='{uri}'>"
                            f"<figcaption>{_esc(key.replace('|', ' · '))}</figcaption></figure>")
     out.append("</div>")
     return "".join(out)
@@ -251,6 +257,8 @@ def summary_section(runs: list[Run]) -> str:
     for run in runs:
         for r in run.results["records"]:
             for k, v in r["metrics"].items():
+                if k not in HEADLINE:
+                    continue
                 if (run.task, k) not in columns:
                     columns.append((run.task, k))
                 table.setdefault((r["model"], r["policy"]), {})[(run.task, k)] = v

@@ -22,8 +22,17 @@ def _uri(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def grid_png(images: np.ndarray, per_row: int = 10, scale: int = 3) -> str:
-    """Images (N, C, H, W) in [0, 1] -> a PNG grid data URI; row r holds indices r*per_row.. (RGB or grey)."""
+def grid_per_row(n: int) -> int:
+    """Images per grid row: 10 when the grid holds whole rounds of 10 classes (digits), else 8."""
+    return 10 if n % 10 == 0 else 8
+
+
+def grid_png(images: np.ndarray, per_row: int = 10, thumb: int = 96) -> str:
+    """Images (N, C, H, W) in [0, 1] -> a grid as a data URI; row r holds indices r*per_row.. (RGB or grey).
+
+    Small images are enlarged (nearest) to about 24 px; large ones become ``thumb``-pixel thumbnails and the
+    grid a JPEG, so that a report of many policies of a 256-px model stays a few MB.
+    """
     from PIL import Image
 
     n, c, h, w = images.shape
@@ -36,9 +45,14 @@ def grid_png(images: np.ndarray, per_row: int = 10, scale: int = 3) -> str:
         canvas[r * (h + 1):r * (h + 1) + h, col * (w + 1):col * (w + 1) + w] = pixels
     array = (canvas.clip(0, 1) * 255).astype(np.uint8)
     img = Image.fromarray(array[..., 0] if channels == 1 else array, mode="L" if channels == 1 else "RGB")
-    if scale > 1:
-        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    factor = thumb / h if h > thumb else max(1, 24 // h)
+    if factor != 1:
+        img = img.resize((round(img.width * factor), round(img.height * factor)),
+                         Image.LANCZOS if factor < 1 else Image.NEAREST)
     buffer = io.BytesIO()
+    if h > thumb:
+        img.save(buffer, format="JPEG", quality=85)
+        return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
     img.save(buffer, format="PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
