@@ -13,7 +13,7 @@ import torch
 
 import condbench
 from condbench.adapters.dit_model import DIT_SIZES, DiT, DiTConfig
-from condbench.checkpoints import CheckpointError, CheckpointMismatchError, CheckpointNotFoundError
+from condbench.checkpoints import CheckpointError, CheckpointMismatchError, CheckpointNotFoundError, read_metadata
 from condbench.cli import main
 from condbench.hub import WeightSource, resolve_weights
 
@@ -148,10 +148,16 @@ class _Server:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
 
-def test_download_happens_once_into_the_cache_and_is_verified(tmp_path, monkeypatch):
+@pytest.fixture
+def online_cache(tmp_path, monkeypatch) -> Path:
+    """An empty cache with downloads allowed (they go to a loopback server only)."""
     monkeypatch.setenv("CONDBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("CONDBENCH_OFFLINE", raising=False)
+    return tmp_path / "cache"
+
+
+def test_download_happens_once_into_the_cache_and_is_verified(tmp_path, online_cache):
     published = tmp_path / "site"
     published.mkdir()
     official_file(published / "model.pt", DiTConfig(**TINY))
@@ -181,17 +187,15 @@ def test_list_models_prints_c_dim_sampler_and_source(capsys):
     assert "1152" in out and "dl.fbaipublicfiles.com/DiT/models/DiT-XL-2-256x256.pt" in out
 
 
-def _fixture_config(path: Path) -> dict:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        return json.loads(handle.metadata()["config"])
+def _meta(path: Path, key: str):
+    """A JSON value from a fixture's safetensors metadata."""
+    return json.loads(read_metadata(path)[key])
 
 
 def test_mdt_xl_2_loads_the_official_layout_through_the_registry():
     """The MDT fixture holds the official file's training-only keys (side block, mask token) too."""
     weights = Path(__file__).parent / "fixtures" / "mdt" / "weights.safetensors"
-    config = {k: v for k, v in _fixture_config(weights).items() if k != "mlp_ratio"}
+    config = _meta(weights, "config")
     adapter = condbench.load_adapter("mdt-xl-2", ckpt=str(weights), model_config=config, num_steps=10)
     assert adapter.embed(torch.tensor([1, 10]), 999).shape == (2, 16)
     assert adapter.describe()["sampler"]["cfg_scale"] == 3.8
@@ -201,10 +205,7 @@ def test_mdt_xl_2_loads_the_official_layout_through_the_registry():
 
 def test_uvit_h_2_loads_through_the_registry_and_its_drive_only_file_is_explained(isolated_cache):
     weights = Path(__file__).parent / "fixtures" / "uvit" / "weights.safetensors"
-    from safetensors import safe_open
-
-    with safe_open(str(weights), framework="pt") as handle:
-        config = json.loads(handle.metadata()["meta"])["config"]
+    config = _meta(weights, "meta")["config"]
     adapter = condbench.load_adapter("uvit-h-2", ckpt=str(weights), model_config=config, num_steps=8)
     parts = adapter.embed_parts(torch.tensor([3, 10]), 999.0)
     assert torch.equal(parts.c, parts.t + parts.cond) and parts.c.shape == (2, 32)
@@ -221,11 +222,9 @@ FIXTURES = Path(__file__).parent / "fixtures"
 ])
 def test_transport_models_load_official_layouts_through_the_registry(name, weights, prefix):
     """Fixtures made by the official SiT and REPA code (see tests/test_transport_parity.py)."""
-    from safetensors import safe_open
     from safetensors.torch import load_file
 
-    with safe_open(str(FIXTURES / weights), framework="pt") as handle:
-        tiny = json.loads(handle.metadata()["tiny"])
+    tiny = _meta(FIXTURES / weights, "tiny")
     ref = {k.split("/")[1]: v for k, v in load_file(str(FIXTURES / "transport" / "expected.safetensors")).items()
            if k.startswith(prefix + "/")}
     adapter = condbench.load_adapter(name, ckpt=str(FIXTURES / weights), model_config=tiny)
@@ -235,10 +234,7 @@ def test_transport_models_load_official_layouts_through_the_registry(name, weigh
 
 
 def test_mg_takes_the_ema_weights_of_its_training_checkpoint():
-    from safetensors import safe_open
-
-    with safe_open(str(FIXTURES / "transport" / "sit.safetensors"), framework="pt") as handle:
-        tiny = json.loads(handle.metadata()["tiny"])
+    tiny = _meta(FIXTURES / "transport" / "sit.safetensors", "tiny")
     adapter = condbench.load_adapter("mg-sit-xl-2", ckpt=str(FIXTURES / "transport" / "mg.pt"), model_config=tiny)
     ema = torch.load(FIXTURES / "transport" / "mg.pt", weights_only=True)["ema"]
     assert torch.equal(adapter.model.y_embedder.embedding_table.weight, ema["y_embedder.embedding_table.weight"])
@@ -251,20 +247,15 @@ def test_a_training_checkpoint_with_its_argparse_options_loads(tmp_path):
 
     weights = torch.load(FIXTURES / "transport" / "mg.pt", weights_only=True)
     torch.save({**weights, "args": argparse.Namespace(lr=1e-4, model="SiT-XL/2"), "step": 7}, tmp_path / "mg.pt")
-    from safetensors import safe_open
-
-    with safe_open(str(FIXTURES / "transport" / "sit.safetensors"), framework="pt") as handle:
-        tiny = json.loads(handle.metadata()["tiny"])
+    tiny = _meta(FIXTURES / "transport" / "sit.safetensors", "tiny")
     assert condbench.load_adapter("mg-sit-xl-2", ckpt=str(tmp_path / "mg.pt"), model_config=tiny).embed_dim == 16
 
 
 def test_lightningdit_loads_its_ema_and_gives_the_official_c_and_output(tmp_path):
-    from safetensors import safe_open
     from safetensors.torch import load_file
 
     weights = FIXTURES / "lightningdit" / "released.weights.safetensors"
-    with safe_open(str(weights), framework="pt") as handle:
-        config = json.loads(handle.metadata()["config"])
+    config = _meta(weights, "config")
     torch.save({"ema": load_file(str(weights)), "model": {}, "config": {"note": "training"}}, tmp_path / "ckpt.pt")
     ref = load_file(str(FIXTURES / "lightningdit" / "released.io.safetensors"))
     adapter = condbench.load_adapter("lightningdit-xl-1", ckpt=str(tmp_path / "ckpt.pt"), model_config=config)
@@ -278,10 +269,7 @@ def test_mg_parts_are_named_when_the_file_is_missing(isolated_cache):
         condbench.load_adapter("mg-sit-xl-2")
 
 
-def test_split_releases_are_downloaded_part_by_part_and_joined(tmp_path, monkeypatch):
-    monkeypatch.setenv("CONDBENCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("CONDBENCH_OFFLINE", raising=False)
+def test_split_releases_are_downloaded_part_by_part_and_joined(tmp_path, online_cache):
     site = tmp_path / "site"
     site.mkdir()
     payload = (FIXTURES / "transport" / "mg.pt").read_bytes()

@@ -8,7 +8,7 @@ and how to provide it, instead of failing on the first one hours in.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Optional
 
 from .checkpoints import CheckpointNotFoundError
 from .registry import load_task, model_entry
@@ -27,11 +27,14 @@ class MissingInputsError(CheckpointNotFoundError):
     """One or more files a run needs are missing; the message lists all of them."""
 
 
-def check_inputs(suite: Suite, log: Callable[[str], None] = print) -> Suite:
-    """``suite`` restricted to the models whose checkpoints resolve; raises if a task input or every model is missing."""
+def check_inputs(suite: Suite, log: Callable[[str], None] = print, tasks: Optional[dict[str, Any]] = None) -> Suite:
+    """``suite`` restricted to the models whose checkpoints resolve; raises if a task input or every model is missing.
+
+    ``tasks`` are the task objects the run will use (what the checks load, they keep); built here if not given.
+    """
     missing: list[MissingInput] = []
     for task_name in suite.tasks:
-        task = load_task(task_name, **suite.task_options)
+        task = tasks[task_name] if tasks is not None else load_task(task_name, **suite.task_options)
         for check in getattr(task, "required_inputs", lambda: [])():
             try:
                 check()

@@ -250,7 +250,8 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
         raise ValueError("the filters leave no cell to run")
     selected = Suite(**{**suite.__dict__, "task": sorted({c.task for c in cells}),
                         "models": [m for m in suite.models if m in {c.model for c in cells}]})
-    runnable = set(check_inputs(selected, log).models)  # every missing file is reported before any work
+    tasks = {name: load_task(name, **suite.task_options) for name in selected.tasks}  # one instance per task
+    runnable = set(check_inputs(selected, log, tasks).models)  # every missing file is reported before any work
     cells = [c for c in cells if c.model in runnable]
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -263,7 +264,7 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
     for cell in cells:
         groups.setdefault((cell.task, cell.model), []).append(cell)
     for (task_name, model_name), group in groups.items():
-        task = load_task(task_name, **suite.task_options)
+        task = tasks[task_name]  # its metric networks are loaded once, whatever the number of models
         model_options = {**({"microbatch": suite.microbatch} if suite.microbatch else {}),
                          **suite.model_options.get(model_name, {})}
         adapter = load_adapter(model_name, device=world.device(options.device), **model_options)
@@ -342,7 +343,7 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
         return None
     np.savez_compressed(out / "samples_grid.npz", **grids)
     summary["task"] = next(iter(summary["tasks"].values()))
-    track = getattr(load_task(cells[0].task, **suite.task_options), "training_track", lambda: None)()
+    track = getattr(tasks[cells[0].task], "training_track", lambda: None)()
     if track is not None:
         summary["training_track"] = track
     results = out / "results.json"

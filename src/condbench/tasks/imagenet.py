@@ -90,17 +90,21 @@ class ImageNetTask:
         """Resolvers of every file the metrics need; the run's preflight calls each before any sampling."""
         checks: list[Callable[[], object]] = [self.reference_batch_path, self.inception_weights_path]
         if self.clip_model:
-            checks.append(self._clip)
+            checks.append(lambda: self.clip_scorer)
         if self.classifier:
-            checks.append(self._classifier)
+            checks.append(lambda: self.class_classifier)
         return checks
 
-    def _clip(self):
+    @cached_property
+    def clip_scorer(self):
+        """The CLIP scorer, loaded once (the preflight's check is the load the evaluator then uses)."""
         from ..metrics.clip_score import ClipScore
 
         return ClipScore(self.clip_model)
 
-    def _classifier(self):
+    @cached_property
+    def class_classifier(self):
+        """The class-fidelity classifier, loaded once."""
         from ..metrics.imagenet_classifier import ClassFidelity
 
         arch, _, weights = self.classifier.partition(":")
@@ -116,8 +120,8 @@ class ImageNetTask:
             self._evaluator = ImageNetEvaluator(
                 InceptionFeatures.load(self.inception_weights_path()), ReferenceBatch.load(self.reference_batch_path()),
                 [f"a photo of a {name}" for name in self.class_names],
-                clip=self._clip() if self.clip_model else None,
-                classifier=self._classifier() if self.classifier else None, precision_recall=self.precision_recall)
+                clip=self.clip_scorer if self.clip_model else None,
+                classifier=self.class_classifier if self.classifier else None, precision_recall=self.precision_recall)
         return self._evaluator
 
     def describe(self) -> dict:
