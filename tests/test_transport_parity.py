@@ -101,12 +101,19 @@ def test_repa_projectors_are_training_only_and_mg_loads_ema(expected):
     assert not torch.allclose(t_part + y_part, expected["mg/c"], atol=1e-3)
 
 
+# dopri5 chooses its steps from error estimates, so it amplifies float rounding: on the fixture's network, weights
+# perturbed by 1e-7 (relative) move its final latents by 5e-5 (measured on an AMD EPYC CPU, where the fixture made
+# elsewhere differs by 5.1e-5). Its bound is set from that sensitivity; every fixed-step sampler is held to 1e-5.
+TOLERANCE = {"sit_ode_dopri5": 2e-4}
+
+
 @pytest.mark.parametrize("entry", list(ADAPTERS))
 def test_final_latents_match_the_official_sampler(entry, expected):
     ours = run(adapter(entry)).samples
     theirs = expected[f"{entry}/final"]
     assert ours.dtype == torch.float32 and ours.shape == theirs.shape
-    assert torch.allclose(ours, theirs, atol=1e-5, rtol=1e-5), (ours - theirs).abs().max()
+    tolerance = TOLERANCE.get(entry, 1e-5)
+    assert torch.allclose(ours, theirs, atol=tolerance, rtol=1e-5), (ours - theirs).abs().max()
 
 
 def test_time_units_grids_and_guidance_intervals():
