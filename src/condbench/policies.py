@@ -207,8 +207,11 @@ class Policy:
         return PolicyApplication(torch.where(removed, torch.zeros_like(c), c), removed, rows[:, 0])
 
     def _rows(self, c: torch.Tensor, branch: Optional[torch.Tensor]) -> torch.Tensor:
-        if self.branch == "both" or branch is None:
+        if self.branch == "both":
             return torch.ones(c.shape[0], 1, dtype=torch.bool, device=c.device)
+        if branch is None:  # guessing "every row" would change rows of the other branch
+            raise ValueError(f"policy {self.spec!r} acts on the {self.branch} branch only, but the sampler did not "
+                             "say which guidance branch each row of its network batch belongs to")
         wanted = BRANCH_COND if self.branch == "cond" else BRANCH_UNCOND
         return (branch.to(c.device) == wanted).view(-1, 1)
 

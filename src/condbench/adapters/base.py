@@ -47,7 +47,9 @@ class EmbeddingParts:
 @dataclass
 class PolicyTrace:
     """What a policy did during one sampling run: per step, the mean number of zeroed dimensions over the
-    rows it targeted (both guidance branches, or the one it names)."""
+    rows it targeted (both guidance branches, or the one it names). A step is active where the schedule
+    lets the policy act and the network batch holds rows it targets (an unguided step has no
+    unconditional rows)."""
 
     num_steps: int
     removed_per_step: list[float] = field(default_factory=list)
@@ -112,8 +114,6 @@ class PolicyHook:
         self.trace.removed_per_step.append(0.0)
         if self.policy is None:
             return None
-        if self.policy.active(step, self.num_steps):
-            self.trace.active_steps.append(step)
         return StepHook(self, step, t, branch)
 
 
@@ -137,6 +137,10 @@ class StepHook:
         self.targeted_rows += len(targeted)
         if self.targeted_rows:
             owner.trace.removed_per_step[self.step] = self.removed_sum / self.targeted_rows
+            # a step counts as active only where the policy acts on some row (a branch may be absent there)
+            active = owner.trace.active_steps
+            if owner.policy.active(self.step, owner.num_steps) and (not active or active[-1] != self.step):
+                active.append(self.step)
         return result.c
 
     def rows(self, start: int, stop: int) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:

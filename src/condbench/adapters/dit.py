@@ -154,9 +154,10 @@ class ClassConditionalAdapter(Adapter):
         told which rows belong to which branch. ``hooks`` None: no policy and no trace (adaptive solvers).
         """
         n, scale = len(x), self.guidance_scale(step)
-        if scale == 1.0:
+        if scale == 1.0:  # the conditional branch alone: a policy restricted to the unconditional one does nothing
             self.denoiser_evaluations += n
-            return self._forward(x, t, y, None if hooks is None else hooks.at(step, t))
+            branch = torch.full((n,), BRANCH_COND, device=self.device)
+            return self._forward(x, t, y, None if hooks is None else hooks.at(step, t, branch))
         y_in = torch.cat([y, torch.full_like(y, self.num_classes)])
         branch = torch.cat([torch.full((n,), BRANCH_COND), torch.full((n,), BRANCH_UNCOND)]).to(self.device)
         hook = None if hooks is None else hooks.at(step, t, branch)
