@@ -10,7 +10,6 @@ official XL/1. ``vavae.io.safetensors`` is the official LDM decoder (``tokenizer
 VA-VAE on denormalised latents; its random weights are redrawn here from the recorded seed and layout.
 Comparisons are float32 with atol 1e-5, rtol 1e-5.
 """
-import importlib.util
 import json
 from pathlib import Path
 
@@ -20,11 +19,12 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from condbench.adapters.lightningdit_model import XL1_IMAGENET256, LightningDiT, LightningDiTConfig
-from condbench.adapters.vavae import (VAVAEConfig, VAVAEDecoder, VAVAEDecoderNet, convert_ldm_decoder, denormalize,
-                                     load_latent_stats)
+from condbench.adapters.vae import LDMDecoderConfig, LDMDecoderNet, convert_ldm_decoder
+from condbench.adapters.vavae import VAVAE_F16D32, VAVAEDecoder, denormalize, load_latent_stats
 from condbench.checkpoints import CheckpointError, CheckpointMismatchError, CheckpointNotFoundError, load_strict
 
 from .conftest import random_dit
+from .golden_weights import seeded_state, weights_sum
 
 FIXTURES = Path(__file__).parent / "fixtures" / "lightningdit"
 TOL = dict(atol=1e-5, rtol=1e-5)
@@ -135,31 +135,22 @@ def test_strict_loading_rejects_a_missing_rope_buffer():
 
 # --- VA-VAE decoder --------------------------------------------------------------------------------------
 
-def _generator_module():
-    """The generator script, for ``seeded_state``: the fixture's decoder weights are redrawn, not stored."""
-    path = Path(__file__).parents[1] / "tools" / "golden" / "make_lightningdit.py"
-    spec = importlib.util.spec_from_file_location("make_lightningdit", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def vae_fixture():
     path = FIXTURES / "vavae.io.safetensors"
     with safe_open(str(path), framework="pt") as handle:
         meta = handle.metadata()
     cfg = json.loads(meta["config"])
-    config = VAVAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
-    state = _generator_module().seeded_state(json.loads(meta["layout"]), int(meta["seed"]))
-    total = float(sum(v.double().sum() for v in state.values()))
-    assert total == pytest.approx(float(meta["weights_sum"]), rel=1e-9), "torch.randn no longer redraws the fixture"
+    config = LDMDecoderConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
+    state = seeded_state(json.loads(meta["layout"]), int(meta["seed"]))
+    assert weights_sum(state) == pytest.approx(float(meta["weights_sum"]), rel=1e-9), \
+        "torch.randn no longer redraws the fixture"
     return config, state, load_file(str(path))
 
 
 def test_vavae_decoder_matches_official(vae_fixture):
     config, state, io = vae_fixture
-    net = VAVAEDecoderNet(config).eval()
+    net = LDMDecoderNet(config).eval()
     load_strict(net, convert_ldm_decoder(state, config), source="tiny VA-VAE")
     with torch.no_grad():
         images = net(denormalize(io["latents"], io["mean"], io["std"]))
@@ -200,7 +191,7 @@ def test_vavae_missing_files_and_wrong_keys_say_what_to_do(vae_fixture, tmp_path
 def test_vavae_f16d32_layout():
     """The released decoder: 32 -> 512 channels at 16x16 with attention there, four 2x upsamplings to 256x256."""
     with torch.device("meta"):
-        net = VAVAEDecoderNet(VAVAEConfig())
+        net = LDMDecoderNet(VAVAE_F16D32)
         images = net(torch.zeros(1, 32, 16, 16, device="meta"))
     assert images.shape == (1, 3, 256, 256)
     keys = net.state_dict()

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
+from seeded_weights import seeded_state, weights_sum  # tools/golden/, beside this script
 
 OUT = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "lightningdit"
 
@@ -105,17 +106,6 @@ VAE_CONFIG = dict(z_channels=4, ch=32, ch_mult=[1, 2], num_res_blocks=1, attn_re
 VAE_SEED = 5
 
 
-def seeded_state(layout: dict[str, list[int]], seed: int) -> dict[str, torch.Tensor]:
-    """Random weights for a key -> shape layout, drawn in sorted key order (the test redraws them the same way):
-    norms' weights 1 + 0.1 N(0, 1), everything else 0.1 N(0, 1)."""
-    gen = torch.Generator().manual_seed(seed)
-    state = {}
-    for key in sorted(layout):
-        noise = torch.randn(layout[key], generator=gen)
-        state[key] = 1 + 0.1 * noise if ".norm" in key and key.endswith(".weight") else 0.1 * noise
-    return state
-
-
 def make_vae(commit: str, official: Path) -> None:
     """The official LDM ``Decoder`` + ``post_quant_conv`` (as ``AutoencoderKL.decode`` chains them) on
     denormalised latents. The weights are not stored (about 0.6 MB): the fixture holds the key -> shape
@@ -143,7 +133,7 @@ def make_vae(commit: str, official: Path) -> None:
         z = (latents * std) / 1.0 + mean  # inference.py, latent_multiplier 1.0
         images = decoder(post_quant_conv(z))  # VA_VAE.decode_to_images before its uint8 mapping
     meta = {"repo": "hustvl/LightningDiT", "commit": commit, "config": json.dumps(cfg), "seed": str(VAE_SEED),
-            "weights_sum": repr(float(sum(v.double().sum() for v in state.values()))),
+            "weights_sum": repr(weights_sum(state)),
             "layout": json.dumps(layout, separators=(",", ":"), sort_keys=True),
             "generator": "tools/golden/make_lightningdit.py"}
     save_file({"latents": latents, "mean": mean, "std": std, "images": images.contiguous()},

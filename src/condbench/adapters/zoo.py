@@ -17,7 +17,7 @@ from torch import nn
 from ..hub import WeightSource, resolve_weights
 from .base import Adapter
 from .loading import load_network
-from .vae import SDVAEDecoder
+from .vae import UVIT_AUTOENCODER_FILE, UVIT_AUTOENCODER_URL, SDVAEDecoder, UViTAutoencoderDecoder
 
 DIT_EMBEDDERS = ("t_embedder.", "y_embedder.")
 
@@ -50,11 +50,22 @@ class ReleasedModel:
         network, info = load_network(lambda: self.network(dict(model_config or {})), path, state_keys=self.state_keys,
                                      ignore_prefixes=self.ignore_prefixes, embedder_prefixes=self.embedder_prefixes,
                                      embedders_only=embedders_only)
-        if isinstance(decoder, str):
-            decoder = SDVAEDecoder(decoder)
+        if isinstance(decoder, (str, Path)):
+            decoder = decoder_from_path(decoder)
         adapter = self.adapter(network, self.name, checkpoint=info, decoder=decoder or self.decoder(),
                                **{**self.sampler_defaults, **sampler})
         return adapter.to(device)
+
+
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
+
+
+def decoder_from_path(path: str | Path) -> Callable:
+    """The model option ``decoder=PATH``: a file (``.pth``...) is a KL-f8 autoencoder state dict in the LDM layout,
+    as U-ViT ships ``autoencoder_kl_ema.pth``; anything else a diffusers ``AutoencoderKL`` folder or hub id."""
+    if Path(path).suffix in CHECKPOINT_SUFFIXES or Path(path).expanduser().is_file():
+        return UViTAutoencoderDecoder(path)
+    return SDVAEDecoder(str(path))
 
 
 def _dit_network(input_size: int) -> Callable[[dict], nn.Module]:
@@ -144,6 +155,21 @@ def _vavae_decoder() -> DecoderOnFirstUse:
                                     "latent_stats": VAVAE_LATENT_STATS.filename})
 
 
+UVIT_AUTOENCODER = WeightSource(UVIT_AUTOENCODER_FILE, UVIT_AUTOENCODER_URL, direct=False)
+
+
+def _uvit_decoder() -> DecoderOnFirstUse:
+    """U-ViT's own autoencoder (SD's KL-f8 EMA, converted by its authors), as its ``eval_ldm_discrete.py`` decodes."""
+    def make():
+        path = resolve_weights(UVIT_AUTOENCODER, option="decoder",
+                               what="U-ViT's autoencoder (Google Drive only: download it by hand from the "
+                                    "`stable-diffusion` folder that U-ViT's README links)")
+        return UViTAutoencoderDecoder(path)
+
+    return DecoderOnFirstUse(make, {"decoder": "U-ViT autoencoder (SD KL-f8 EMA, LDM layout)",
+                                    "checkpoint": UVIT_AUTOENCODER.filename, "source": UVIT_AUTOENCODER.url})
+
+
 def _sit_network(**fixed: Any) -> Callable[[dict], nn.Module]:
     def build(overrides: dict) -> nn.Module:
         from .dit_model import DIT_SIZES, DiT, DiTConfig
@@ -198,11 +224,12 @@ RELEASES: list[ReleasedModel] = [
                   dict(num_steps=250, cfg_scale=6.7),
                   state_keys=("ema",), decoder=_vavae_decoder),
     # U-ViT-H/2 (baofff/U-ViT): no AdaLN; c = label token + time token (the study's "y+t"). The authors publish
-    # the file on Google Drive only. Their decoder is SD's KL-f8 EMA autoencoder, converted by them; condbench
-    # decodes with diffusers' sd-vae-ft-ema unless given decoder=PATH.
+    # the file on Google Drive only. Images are decoded as U-ViT's evaluation does, with its own converted SD KL-f8
+    # EMA autoencoder (autoencoder_kl_ema.pth, also Google Drive only); decoder=PATH takes another: a .pth file
+    # in that layout, or a diffusers AutoencoderKL folder (e.g. sd-vae-ft-ema, which is not U-ViT's decoder).
     ReleasedModel("uvit-h-2", _uvit_network, _uvit_adapter,
                   WeightSource("imagenet256_uvit_huge.pth",
                                "https://drive.google.com/file/d/13StUdrjaaSXjfqqF7M47BzPyhMAArQ4u/view", direct=False),
                   1152, "DPM-Solver-fast (singlestep, order 3) 50 evaluations, CFG 1.4 on all channels",
-                  dict(num_steps=50, cfg_scale=1.4), embedder_prefixes=("label_emb.",)),
+                  dict(num_steps=50, cfg_scale=1.4), embedder_prefixes=("label_emb.",), decoder=_uvit_decoder),
 ]
