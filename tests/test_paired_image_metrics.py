@@ -9,7 +9,6 @@ like the ADM Inception tests.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
