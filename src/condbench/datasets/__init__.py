@@ -1,0 +1,5 @@
+"""Dataset readers. Each module reads one dataset's files; importing this package imports none of them.
+
+- :mod:`.deepfashion`: the PIDM/GFLA DeepFashion split (pairs files, LMDB or PNG images) for pose-guided generation.
+- :mod:`.openpose`: OpenPose 18-keypoint files and the coloured-limb skeleton image X-MDPT conditions on.
+"""
