@@ -244,3 +244,89 @@ def test_official_sizes_match_the_official_layouts_on_meta_device():
         dropped = sorted(set(official[size]) - set(kept))
         assert dropped[0] == "mask_token" and all(k.startswith(("sideblocks.0.", "sideblocks_cross.0.")) for k in dropped[1:])
     assert dataclasses.asdict(xmdpt_config("L"))["decode_layer"] == 2
+
+
+def official_file(path: Path) -> Path:
+    """The fixture's tiny official state dict (side blocks included) re-saved with torch.save, as released."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(load_state_dict(WEIGHTS), path)
+    return path
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("CONDBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CONDBENCH_OFFLINE", "1")
+    return tmp_path / "cache"
+
+
+def test_registry_loads_xmdpt_from_an_official_file_and_drops_training_keys_by_name(tmp_path, model, cond, golden):
+    import condbench
+    from condbench.registry import model_entry
+
+    path = official_file(tmp_path / "XMDPT_S_2" / "ema_0.9999_300000.pt")
+    overrides = {k: v for k, v in META["config"].items() if k in ("hidden_size", "depth", "num_heads", "decode_layer")}
+    adapter = condbench.load_adapter("xmdpt-s-2", ckpt=str(path), model_config=overrides)
+    assert isinstance(adapter, XMDPTAdapter) and adapter.sampler_steps == 50 and adapter.cfg_channels == 8
+    assert torch.allclose(adapter.embed(cond, golden["t"]), golden["c_cond"], **TOL)
+    light = condbench.load_adapter("xmdpt-s-2", ckpt=str(path), model_config=overrides, embedders_only=True)
+    assert torch.equal(light.embed(cond, golden["t"]), adapter.embed(cond, golden["t"]))
+    assert light.model.blocks[0].attn.qkv.weight.is_meta
+    entries = [model_entry(f"xmdpt-{s}-2") for s in "sbl"]
+    assert [e.task for e in entries] == ["pose"] * 3 and [e.c_dim for e in entries] == [384, 768, 1024]
+
+
+def test_a_checkpoint_of_another_xmdpt_size_is_refused_naming_both_sizes(tmp_path):
+    import condbench
+
+    path = tmp_path / "ema_0.9999_300000.pt"
+    with torch.device("meta"):
+        small = XMDPT(xmdpt_config("S"))
+    state = {k: torch.zeros(v.shape[:1] if k == "t_embedder.mlp.0.weight" else (1,))
+             for k, v in small.state_dict().items() if k.startswith(("t_embedder.mlp.0.weight", "blocks."))}
+    torch.save(state, path)  # only what the size check reads: the S/2 hidden size and block count
+    with pytest.raises(CheckpointMismatchError, match=r"holds X-MDPT-S/2 weights \(hidden size 384, 12 blocks\), "
+                                                      r"but xmdpt-l-2 needs hidden size 1024 and 24 blocks"):
+        condbench.load_adapter("xmdpt-l-2", ckpt=str(path))
+
+
+def test_missing_xmdpt_files_say_download_by_hand_with_the_drive_page(isolated_cache):
+    import condbench
+    from condbench.adapters.xmdpt import XMDPTVAE
+    from condbench.checkpoints import CheckpointNotFoundError
+
+    with pytest.raises(CheckpointNotFoundError, match="(?s)XMDPT_L_2/ema_0.9999_300000.pt.*published only on a page "
+                                                      "a person downloads from: https://drive.google.com/file/d/"
+                                                      "1No_WJBD25HVmYLaKirrI_7k04RpOkNos.*--ckpt"):
+        condbench.load_adapter("xmdpt-l-2")
+    with pytest.raises(CheckpointNotFoundError, match="(?s)fine-tuned VAE not found.*drive.google.com/file/d/"
+                                                      "1zjoCLuJV-_d-pq7f_N0vZXppUkq8LTP0.*decoder=/path/to/"
+                                                      "diffuser_finetune_vae"):
+        XMDPTVAE(isolated_cache / "nowhere").load()
+
+
+def tiny_vae_folder(path: Path) -> Path:
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    AutoencoderKL(block_out_channels=(8, 8, 8, 8), down_block_types=("DownEncoderBlock2D",) * 4,
+                  up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, norm_num_groups=4,
+                  layers_per_block=1).save_pretrained(path)
+    return path
+
+
+def test_source_latents_are_posterior_samples_seeded_per_pair_and_decoding_gives_images(tmp_path):
+    from condbench.adapters.xmdpt import XMDPTVAE, posterior_seed
+
+    vae = XMDPTVAE(tiny_vae_folder(tmp_path / "vae"))
+    images = torch.rand(3, 3, 256, 256)
+    latents = vae.encode_sources(images, seed=7, indices=[4, 5, 6])
+    assert latents.shape == (3, 4, 32, 32)
+    posterior = vae.load().encode(images * 2 - 1).latent_dist
+    eps = PairedNoise(posterior_seed(7), [4, 5, 6]).draw((4, 32, 32))
+    assert torch.allclose(latents, (posterior.mean + posterior.std * eps) * 0.18215, atol=1e-6)
+    again = vae.encode_sources(images[1:], seed=7, indices=[5, 6])  # pair 5 alone: the same sample
+    assert torch.allclose(again, latents[1:], atol=1e-6)
+    assert not torch.allclose(vae.encode_sources(images, seed=8, indices=[4, 5, 6]), latents)
+    decoded = vae(latents)
+    assert decoded.shape == (3, 3, 256, 256) and decoded.min() >= 0 and decoded.max() <= 1

@@ -24,14 +24,14 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..checkpoints import CheckpointNotFoundError
+from ..checkpoints import CheckpointMismatchError, CheckpointNotFoundError, load_state_dict
 from ..hub import WeightSource, cache_root
 from ..policies import Policy
 from ..seeding import PairedNoise
 from .base import EmbeddingParts, ProgressCallback, SampleOutput, SamplerState
 from .mdt import MDTAdapter
 from .vae import SD_VAE_SCALE, SDVAEDecoder
-from .xmdpt_model import XMDPT
+from .xmdpt_model import XMDPT, XMDPT_SIZES, xmdpt_config
 
 COND_KEYS = ("pose_features", "source_features", "source_latent")
 
@@ -51,6 +51,24 @@ def resolve_vae_folder(folder: Optional[str | Path] = None) -> Path:
         f"It is published only on a page a person downloads from: {XMDPT_VAE.url}\nHow to provide it: download "
         f"it yourself, unpack it, and pass decoder=/path/to/{XMDPT_VAE.filename}, or place the folder at "
         f"{cache_root() / 'weights' / XMDPT_VAE.filename}.")
+
+
+def check_xmdpt_size(path: Path, size: str, overrides: dict) -> None:
+    """Refuse a checkpoint of another X-MDPT size with an error naming both sizes (before a strict load would
+    list hundreds of mis-shaped keys)."""
+    state = load_state_dict(path)
+    expected = xmdpt_config(size, **overrides)
+    if "t_embedder.mlp.0.weight" not in state:
+        return  # not an X-MDPT file at all: the strict load names what is missing
+    hidden = state["t_embedder.mlp.0.weight"].shape[0]
+    depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
+    if (hidden, depth) != (expected.hidden_size, expected.depth):
+        found = next((f"X-MDPT-{name}/2" for name, cfg in XMDPT_SIZES.items()
+                      if (cfg["hidden_size"], cfg["depth"]) == (hidden, depth)), "an X-MDPT of unknown size")
+        raise CheckpointMismatchError(
+            f"{path} holds {found} weights (hidden size {hidden}, {depth} blocks), but xmdpt-{size.lower()}-2 needs "
+            f"hidden size {expected.hidden_size} and {expected.depth} blocks: pass the X-MDPT-{size}/2 file "
+            f"(each size's ema_0.9999_300000.pt has the same name; the official folders are logs/XMDPT_{{S,B,L}}_2/).")
 
 
 def posterior_seed(seed: int) -> int:
