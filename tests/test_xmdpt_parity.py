@@ -330,3 +330,20 @@ def test_source_latents_are_posterior_samples_seeded_per_pair_and_decoding_gives
     assert not torch.allclose(vae.encode_sources(images, seed=8, indices=[4, 5, 6]), latents)
     decoded = vae(latents)
     assert decoded.shape == (3, 3, 256, 256) and decoded.min() >= 0 and decoded.max() <= 1
+
+
+def test_pair_conditions_give_the_adapter_its_cond_dict(tmp_path):
+    from condbench.adapters.xmdpt import XMDPTVAE, pair_conditions
+    from condbench.encoders.dinov2 import DINOV2_VITB14, DINOv2Spec, XMDPTEncoders, hub_dinov2_model
+
+    def tiny(width: int, swiglu: bool):  # random tiny hub-layout DINOv2s of the widths X-MDPT reads
+        return hub_dinov2_model(DINOv2Spec("tiny", width, 1, 4, swiglu, DINOV2_VITB14.weights))
+
+    encoders, vae = XMDPTEncoders(tiny(768, False), tiny(1536, True)), XMDPTVAE(tiny_vae_folder(tmp_path / "vae"))
+    sources, skeletons = torch.rand(2, 3, 256, 256), torch.rand(2, 3, 256, 256)
+    cond = pair_conditions(sources, skeletons, encoders=encoders, vae=vae, seed=3, indices=[10, 11])
+    assert {k: tuple(v.shape) for k, v in cond.items()} == {
+        "pose_features": (2, 257, 768), "source_features": (2, 257, 1536), "source_latent": (2, 4, 32, 32)}
+    assert torch.equal(cond["source_latent"], vae.encode_sources(sources, 3, [10, 11]))
+    net = XMDPT(XMDPTConfig(**META["config"]))
+    assert XMDPTAdapter(net, "tiny").embed(cond, 999).shape == (2, META["config"]["hidden_size"])

@@ -6,10 +6,11 @@ The official ``masked_diffusion/models.py`` imports timm (``PatchEmbed``, ``Mlp`
 einops; install both (``pip install timm einops``) to run this script. Nothing of the official code is stubbed.
 
 Writes ``weights.safetensors`` (the official state dict of a tiny X-MDPT, every parameter re-drawn at random,
-training-only ``sideblocks``/``sideblocks_cross``/``mask_token`` included), ``golden.safetensors`` (inputs, the
-official c of both guidance branches, network outputs, ``forward_with_cfg`` outputs, and the final latents of
-the official guided ``ddim_sample_loop`` started from condbench's paired noise) and ``sizes_keys.json`` (the
-official S/2, B/2, L/2 state-dict keys and shapes, built on the meta device). The metadata records the official
+training-only ``sideblocks``/``sideblocks_cross``/``mask_token`` included), ``golden.safetensors`` (the noisy
+inputs, fingerprints of the condition inputs (PairedNoise draws the test rebuilds), the official c of both
+guidance branches, network outputs, ``forward_with_cfg`` outputs, and the final latents of the official guided
+``ddim_sample_loop`` on the 10-step respacing, started from condbench's paired noise) and ``sizes_keys.json``
+(the official S/2, B/2, L/2 state-dict keys and shapes, built on the meta device). The metadata records the official
 commit, the timesteps of the official ``create_diffusion("50")`` respacing, and the FLOPs of one official
 forward (counted with ``torch.utils.flop_counter.FlopCounterMode``) so the test can show what skipping the
 source stream saves.
