@@ -3,12 +3,14 @@
 Follows the process of facebookresearch/DiT ``diffusion/`` (itself from ADM/improved-DDPM): coefficients
 are computed in float64 and cast to float32 when used, the reverse step is
 ``x_{t-1} = mean + [t > 0] * exp(0.5 * log_var) * z``, and the training loss is the hybrid
-``MSE(eps) + VB`` with the mean frozen inside the VB term.
+``MSE(eps) + VB`` with the mean frozen inside the VB term. :meth:`GaussianDiffusion.ddim_step` is the same
+code base's ``ddim_sample`` (DDIM, eta 0 by default; X-MDPT samples with it).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
@@ -58,6 +60,7 @@ class GaussianDiffusion:
         alphas = 1.0 - b
         self.alphas_cumprod = np.cumprod(alphas)
         ac_prev = np.append(1.0, self.alphas_cumprod[:-1])
+        self.alphas_cumprod_prev = ac_prev
         self.sqrt_alphas_cumprod = np.sqrt(self.alphas_cumprod)
         self.sqrt_one_minus_alphas_cumprod = np.sqrt(1.0 - self.alphas_cumprod)
         self.sqrt_recip_alphas_cumprod = np.sqrt(1.0 / self.alphas_cumprod)
@@ -104,6 +107,29 @@ class GaussianDiffusion:
         mean, log_var = self.p_mean_variance(model_out, xt, steps)
         nonzero = (steps != 0).float().view(-1, *([1] * (xt.dim() - 1)))
         return mean + nonzero * torch.exp(0.5 * log_var) * noise
+
+    def ddim_step(self, model_out: torch.Tensor, xt: torch.Tensor, steps: torch.Tensor, eta: float = 0.0,
+                  noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """One DDIM step x_t -> x_{t-1} from an output whose first C channels are eps (no clipping of x0).
+
+        As the official ``ddim_sample``: x0 from eps, eps re-derived from x0, then
+        ``x0 * sqrt(abar_prev) + sqrt(1 - abar_prev - sigma^2) * eps + [t > 0] * sigma * noise`` with
+        ``sigma = eta * sqrt((1 - abar_prev) / (1 - abar)) * sqrt(1 - abar / abar_prev)``; eta 0 needs no noise.
+        """
+        eps = model_out[:, : xt.shape[1]]  # (N, C, H, W); learned-sigma channels are not used
+        recip = self._at(self.sqrt_recip_alphas_cumprod, steps, xt)
+        recipm1 = self._at(self.sqrt_recipm1_alphas_cumprod, steps, xt)
+        x0 = recip * xt - recipm1 * eps
+        eps = (recip * xt - x0) / recipm1
+        abar, abar_prev = self._at(self.alphas_cumprod, steps, xt), self._at(self.alphas_cumprod_prev, steps, xt)
+        sigma = eta * torch.sqrt((1 - abar_prev) / (1 - abar)) * torch.sqrt(1 - abar / abar_prev)
+        x = x0 * torch.sqrt(abar_prev) + torch.sqrt(1 - abar_prev - sigma ** 2) * eps
+        if eta == 0:
+            return x
+        if noise is None:
+            raise ValueError(f"a DDIM step with eta {eta} needs noise")
+        nonzero = (steps != 0).float().view(-1, *([1] * (xt.dim() - 1)))
+        return x + nonzero * sigma * noise
 
     def hybrid_loss(self, model_out: torch.Tensor, x0: torch.Tensor, xt: torch.Tensor, steps: torch.Tensor,
                     noise: torch.Tensor) -> torch.Tensor:

@@ -60,12 +60,21 @@ class ClassConditionalAdapter(Adapter):
         self.decoder = decoder
         self.checkpoint = checkpoint or {}
         self.denoiser_evaluations = 0  # network rows evaluated by sample(), for cost accounting
-        if cfg_scale != 1.0 and model.config.class_dropout_prob <= 0:
+        if cfg_scale != 1.0 and not self.has_null_condition:
             raise ValueError(f"{name}: cfg_scale {cfg_scale} needs a null class row, but the model has none")
 
     @property
     def config(self):
         return self.model.config
+
+    @property
+    def has_null_condition(self) -> bool:
+        """Whether guidance has an unconditional branch: a null class row in the label table."""
+        return self.config.class_dropout_prob > 0
+
+    def null_condition(self, y: torch.Tensor) -> torch.Tensor:
+        """The conditions of guidance's unconditional rows, like ``y``: the null class."""
+        return torch.full_like(y, self.num_classes)
 
     @property
     def device(self) -> torch.device:
@@ -158,7 +167,7 @@ class ClassConditionalAdapter(Adapter):
             self.denoiser_evaluations += n
             branch = torch.full((n,), BRANCH_COND, device=self.device)
             return self._forward(x, t, y, None if hooks is None else hooks.at(step, t, branch))
-        y_in = torch.cat([y, torch.full_like(y, self.num_classes)])
+        y_in = torch.cat([y, self.null_condition(y)])
         branch = torch.cat([torch.full((n,), BRANCH_COND), torch.full((n,), BRANCH_UNCOND)]).to(self.device)
         hook = None if hooks is None else hooks.at(step, t, branch)
         out = self._forward(torch.cat([x, x]), torch.cat([t, t]), y_in, hook)

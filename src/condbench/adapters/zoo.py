@@ -38,6 +38,9 @@ class ReleasedModel:
     embedder_prefixes: tuple[str, ...] = DIT_EMBEDDERS
     decoder: Callable[[], Callable] = SDVAEDecoder
     steps_key: str = "num_steps"
+    task: str = "imagenet"
+    decoder_at: Callable[[str], Callable] = lambda path: decoder_from_path(path)  # decoder=PATH -> the decoder
+    check_file: Optional[Callable[[Path, dict], None]] = None  # (checkpoint, model_config) -> raises if it does not fit
 
     def resolve(self, ckpt: Optional[str] = None) -> Path:
         """The local checkpoint: ``ckpt``, the cached copy, or a one-time download."""
@@ -47,11 +50,13 @@ class ReleasedModel:
              embedders_only: bool = False, decoder: Optional[Any] = None, **sampler: Any) -> Adapter:
         """The adapter for this release; ``embedders_only`` reads only the parts that form c (for analysis)."""
         path = self.resolve(ckpt)
+        if self.check_file is not None:
+            self.check_file(path, dict(model_config or {}))
         network, info = load_network(lambda: self.network(dict(model_config or {})), path, state_keys=self.state_keys,
                                      ignore_prefixes=self.ignore_prefixes, embedder_prefixes=self.embedder_prefixes,
                                      embedders_only=embedders_only)
         if isinstance(decoder, (str, Path)):
-            decoder = decoder_from_path(decoder)
+            decoder = self.decoder_at(decoder)
         adapter = self.adapter(network, self.name, checkpoint=info, decoder=decoder or self.decoder(),
                                **{**self.sampler_defaults, **sampler})
         return adapter.to(device)
@@ -179,6 +184,51 @@ def _sit_network(**fixed: Any) -> Callable[[dict], nn.Module]:
     return build
 
 
+def _xmdpt_network(size: str) -> Callable[[dict], nn.Module]:
+    def build(overrides: dict) -> nn.Module:
+        from .xmdpt_model import XMDPT, xmdpt_config
+
+        return XMDPT(xmdpt_config(size, **overrides))
+
+    return build
+
+
+def _xmdpt_adapter(network: nn.Module, name: str, **options: Any) -> Adapter:
+    from .xmdpt import XMDPTAdapter
+
+    return XMDPTAdapter(network, name, **options)
+
+
+def _xmdpt_vae(folder: Optional[str] = None) -> Callable:
+    from .xmdpt import XMDPTVAE
+
+    return XMDPTVAE(folder)
+
+
+def _xmdpt_size_check(size: str) -> Callable[[Path, dict], None]:
+    def check(path: Path, overrides: dict) -> None:
+        from .xmdpt import check_xmdpt_size
+
+        check_xmdpt_size(path, size, overrides)
+
+    return check
+
+
+def _xmdpt_release(size: str, drive_id: str) -> ReleasedModel:
+    """X-MDPT-{size}/2 from ``ema_0.9999_300000.pt`` (the same name for every size: cached under the official
+    ``XMDPT_{size}_2/`` folder). The side blocks and mask token serve masked training only."""
+    from .xmdpt_model import XMDPT_EMBEDDER_PREFIXES, XMDPT_SIZES, XMDPT_TRAINING_ONLY_PREFIXES
+
+    return ReleasedModel(
+        f"xmdpt-{size.lower()}-2", _xmdpt_network(size), _xmdpt_adapter,
+        WeightSource(f"XMDPT_{size}_2/ema_0.9999_300000.pt", f"https://drive.google.com/file/d/{drive_id}/view",
+                     direct=False),
+        XMDPT_SIZES[size]["hidden_size"], "DDIM 50 respaced steps (eta 0), CFG 2.0 power-cosine (pow 0.01) on all channels",
+        dict(num_steps=50, cfg_scale=2.0, scale_pow=0.01), ignore_prefixes=XMDPT_TRAINING_ONLY_PREFIXES,
+        embedder_prefixes=XMDPT_EMBEDDER_PREFIXES, decoder=_xmdpt_vae, task="pose", decoder_at=_xmdpt_vae,
+        check_file=_xmdpt_size_check(size))
+
+
 DIT_SAMPLER = "DDPM 250 respaced steps, learned sigma, CFG 1.5 on ch[:3]"
 MG_PARTS = tuple(f"https://github.com/tzco/diffusion-wo-cfg/releases/download/1.0/SiT-XL-2-MG-{p}" for p in "abcdef")
 
@@ -232,4 +282,9 @@ RELEASES: list[ReleasedModel] = [
                                "https://drive.google.com/file/d/13StUdrjaaSXjfqqF7M47BzPyhMAArQ4u/view", direct=False),
                   1152, "DPM-Solver-fast (singlestep, order 3) 50 evaluations, CFG 1.4 on all channels",
                   dict(num_steps=50, cfg_scale=1.4), embedder_prefixes=("label_emb.",), decoder=_uvit_decoder),
+    # X-MDPT (trungpx/xmdpt), pose-guided person images on DeepFashion: the authors publish each size's file
+    # on Google Drive only (README table); decoded with their fine-tuned VAE folder (decoder=PATH)
+    _xmdpt_release("S", "1loztAzrL6sQI7rarwb_x2233ZwNTVlvD"),
+    _xmdpt_release("B", "1nNPWGhvRZVwjBMfgilbgZNdcn1I1DUgH"),
+    _xmdpt_release("L", "1No_WJBD25HVmYLaKirrI_7k04RpOkNos"),
 ]
