@@ -93,6 +93,19 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
+def reference_files(folder: str | Path, names: Optional[list[str]] = None) -> list[Path]:
+    """The files ``names`` (relative to ``folder``), or every image in it; a clear error for any that is missing."""
+    folder = Path(folder).expanduser()
+    if names is None:
+        return list_images(folder)
+    files = [folder / name for name in names]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise CheckpointNotFoundError(f"{len(missing)} of the {len(files)} reference images are not in "
+                                      f"{folder.resolve()} (e.g. {', '.join(missing[:3])})")
+    return files
+
+
 def protocol(size: int, inception: InceptionFeatures) -> dict:
     """Everything that determines the features, for cache keys and result records."""
     return {"resize": "clean-fid 0.1.35 'clean': per-channel float32 PIL bicubic to 299x299, clipped to [0, 255], "
@@ -125,10 +138,10 @@ class FolderReference:
 
     @classmethod
     def compute(cls, folder: str | Path, size: int, inception: InceptionFeatures, cache_dir: Optional[Path] = None,
-                batch_size: int = 50, limit: Optional[int] = None) -> "FolderReference":
-        """The statistics of the first ``limit`` (all if None) images of ``folder``, from the cache when there."""
+                batch_size: int = 50, names: Optional[list[str]] = None) -> "FolderReference":
+        """The statistics of the images ``names`` in ``folder`` (all its images if None), from the cache when there."""
         folder = Path(folder).expanduser()
-        files = list_images(folder)[:limit]
+        files = reference_files(folder, names)
         key = reference_key(folder, files, size, inception)
         cached = (cache_dir or cache_root() / "fid_reference") / f"{key}.npz"
         if cached.is_file():
