@@ -53,7 +53,7 @@ def test_whole_run_on_a_tiny_random_pipeline(offline_empty, tmp_path, monkeypatc
     from condbench.suites import Suite
     from condbench.tasks.text import TextTask
     from condbench.tasks.text_metrics import TextEvaluator
-    from test_sd3 import STEPS, make_adapter
+    from .test_sd3 import STEPS, make_adapter
 
     prompts = ["a red cube on a table", "two cats asleep"]
     (tmp_path / "prompts.txt").write_text("\n".join(prompts))
