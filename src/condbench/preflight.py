@@ -43,9 +43,8 @@ def check_inputs(suite: Suite, log: Callable[[str], None] = print, tasks: Option
     present = []
     for name in suite.models:
         entry = model_entry(name)
-        ckpt = suite.model_options.get(name, {}).get("ckpt")
         try:
-            entry.resolve_checkpoint(ckpt)
+            entry.resolve_options(suite.model_options.get(name, {}))
             present.append(name)
         except (CheckpointNotFoundError, FileNotFoundError) as error:
             missing.append(MissingInput(f"model {name}", str(error)))
@@ -54,7 +53,7 @@ def check_inputs(suite: Suite, log: Callable[[str], None] = print, tasks: Option
         reasons = (["task inputs are missing"] if task_missing else []) + ([] if present else ["no model has its checkpoint"])
         lines = [f"suite {suite.name!r} cannot run: {len(missing)} file(s) missing ({'; '.join(reasons)}). Provide them and "
                  "run again (set CONDBENCH_CACHE to use another cache directory; model paths go in the suite's "
-                 "model_options as ckpt: PATH):"]
+                 "model_options as ckpt: PATH, pipeline folders as path: DIR):"]
         lines += [f"\n[{m.owner}] {m.message}" for m in missing]
         raise MissingInputsError("\n".join(lines))
     for m in missing:

@@ -24,10 +24,18 @@ class ModelEntry:
     sampler_steps: int = 250
     cfg_scale: float = 1.0
     resolver: Optional[Callable[[Optional[str]], Path]] = None  # ckpt option -> the local file, or a clear error
+    # model options -> the local files, for models whose files are named by other options (a pipeline folder)
+    options_resolver: Optional[Callable[[dict], Path]] = None
 
     def resolve_checkpoint(self, ckpt: Optional[str] = None) -> Optional[Path]:
         """The checkpoint file this model would load (downloading it once if needed); None if it needs none."""
         return self.resolver(ckpt) if self.resolver is not None else None
+
+    def resolve_options(self, options: dict) -> Optional[Path]:
+        """What :meth:`resolve_checkpoint` gives, for the model options of a suite."""
+        if self.options_resolver is not None:
+            return self.options_resolver(options)
+        return self.resolve_checkpoint(options.get("ckpt"))
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,7 @@ def load_task(name: str, **options: Any):
 
 def _register_builtins() -> None:
     from .adapters.dit import DiTAdapter
+    from .adapters.sd3 import SD3_RELEASES
     from .adapters.dit_model import DiT
     from .adapters.loading import load_network
     from .adapters.zoo import DIT_EMBEDDERS, RELEASES
@@ -86,6 +95,7 @@ def _register_builtins() -> None:
     from .tasks import asset_path
     from .tasks.digits import ASSET_DIT, DIGITS_DIT_CONFIG, DIGITS_SAMPLER, DigitsTask
     from .tasks.imagenet import ImageNetTask
+    from .tasks.text import TextTask
 
     def digits_checkpoint(ckpt: Optional[str] = None) -> Path:
         return require_file(ckpt or asset_path(ASSET_DIT), "digits DiT checkpoint",
@@ -107,9 +117,29 @@ def _register_builtins() -> None:
         register_model(ModelEntry(release.name, release.task, release.c_dim, release.sampler, release.weights.url,
                                   release.load, defaults.get(release.steps_key, 250), defaults.get("cfg_scale", 1.0),
                                   release.resolve))
+    for sd3 in SD3_RELEASES:
+        register_model(_sd3_entry(sd3))
     register_task(TaskEntry("digits", "scikit-learn's 8x8 digits, 10 classes, built in (no download)", DigitsTask))
     register_task(TaskEntry("imagenet", "ImageNet 256x256 class-conditional, 1,000 classes (ADM evaluator protocol)",
                             ImageNetTask))
+    register_task(TaskEntry("text", "text-to-image on a prompt set (COCO captions by default): CLIP score, clean-FID",
+                            TextTask))
+
+
+def _sd3_entry(release) -> ModelEntry:
+    """A registry entry for an SD3-family diffusers pipeline (model options: path, t5, dtype, num_steps, ...)."""
+    from .adapters.sd3 import load_sd3, resolve_pipeline_folder
+
+    def factory(ckpt: Optional[str] = None, **options: Any) -> Adapter:
+        return load_sd3(release, ckpt=ckpt, **options)
+
+    def resolve(options: dict) -> Path:
+        return resolve_pipeline_folder(release, options.get("path") or options.get("ckpt"), t5=options.get("t5", True))
+
+    sampler = f"flow-match Euler {release.num_steps} steps, CFG {release.cfg_scale:g}, negative prompt ''"
+    return ModelEntry(release.name, "text", release.c_dim, sampler, f"https://huggingface.co/{release.repo} (gated)",
+                      factory, release.num_steps, release.cfg_scale,
+                      lambda ckpt: resolve_pipeline_folder(release, ckpt), resolve)
 
 
 _register_builtins()

@@ -214,13 +214,14 @@ def run_cell_shards(ctx: CellContext, policy: Policy, shards: list[tuple[int, in
 
 def write_samples_npz(ctx: CellContext, policy: Policy, shards: list[tuple[int, int]], path: Path) -> Path:
     """The cell's samples, uint8 NHWC in index order, as ``arr_0`` (the format ADM's evaluator reads), with
-    the requested class of each sample as ``labels``; streamed shard by shard from the cache, where every
+    the requested class (or prompt) of each sample as ``labels``; streamed shard by shard from the cache, where every
     rank put its shards."""
     writer = BatchNpzWriter(path)
     for shard in shards:
         samples = ctx.cache.get(_shard_key(ctx, "cell", *shard, policy=policy.canonical()))["samples"]
         writer.append(torch.from_numpy(samples).permute(0, 3, 1, 2))  # (N, C, H, W)
-    return writer.close(labels=ctx.task.conditions().numpy())
+    labels = ctx.task.conditions()  # class ids (a tensor) or prompts (a list of strings)
+    return writer.close(labels=labels.numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels))
 
 
 def _assemble(parts: list[dict], shards: list[tuple[int, int]]) -> dict[str, np.ndarray]:
@@ -290,6 +291,8 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
                           {"adapter": description, "task": task_description, "seed": suite.seed,
                            "schema": SCHEMA_VERSION, "feature_batch": FEATURE_BATCH})
         labels = task.conditions()
+        if not isinstance(labels, torch.Tensor):  # prompts: an array, so paired-bootstrap resamples can index it
+            labels = np.asarray(labels)
         comparison: Optional[PairedBootstrap] = None
         for cell in group:
             policy = cell.policy

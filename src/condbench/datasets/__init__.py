@@ -2,4 +2,5 @@
 
 - :mod:`.deepfashion`: the PIDM/GFLA DeepFashion split (pairs files, LMDB or PNG images) for pose-guided generation.
 - :mod:`.openpose`: OpenPose 18-keypoint files and the coloured-limb skeleton image X-MDPT conditions on.
+- :mod:`.prompts`: prompt sets (text, csv, jsonl, COCO captions, PartiPrompts) for text-to-image.
 """

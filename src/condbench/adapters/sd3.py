@@ -1,0 +1,496 @@
+"""Stable Diffusion 3 / 3.5 through diffusers: c is ``temb``, the policy acts in a forward hook on it.
+
+In diffusers' ``SD3Transformer2DModel.forward``, ``temb = time_text_embed(timestep, pooled_projections)``
+(``CombinedTimestepTextProjEmbeddings``: the timestep embedding plus the projection of the pooled CLIP-L +
+CLIP-G text embedding, a plain sum) feeds, after a SiLU, every block's ``norm1``/``norm1_context`` and
+``norm_out``. So c = temb, its parts are ``timestep_embedder(time_proj(t))`` and ``text_embedder(pooled)``,
+and a policy rewrites c through ``time_text_embed.register_forward_hook`` (the hook's return value replaces
+temb). Guidance runs both branches in one transformer call ``[negative; positive]`` (diffusers' order: the
+unconditional rows come FIRST), and the hook is told which rows are which.
+
+The default sampler is the pipeline's own (``StableDiffusion3Pipeline.__call__``: flow-match Euler, the model
+card's steps and guidance, the negative prompt "" encoded, not zeros). condbench runs it in its own loop on
+diffusers' transformer and ``FlowMatchEulerDiscreteScheduler.step``, in the pipeline's order of operations and
+dtypes; ``tests/test_sd3.py`` proves the samples bit-identical to ``StableDiffusion3Pipeline(...)`` on tiny
+random components. The own loop is what lets a late-acting policy continue from the baseline's state at
+step k (``start``/``keep_states``): flow-match Euler draws no noise after the first latents.
+
+Prompt embeddings (CLIP-L, CLIP-G, T5-XXL) do not depend on the policy: each prompt is encoded once, alone
+(so its embedding never depends on the batch it came in), and cached on disk (:class:`CachedPromptEncoder`).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Protocol, Sequence
+
+import torch
+
+from ..checkpoints import CheckpointNotFoundError, file_sha256
+from ..hub import cache_root, offline
+from ..policies import BRANCH_COND, BRANCH_UNCOND, Policy
+from ..seeding import PairedNoise
+from .base import Adapter, EmbeddingParts, PolicyHook, ProgressCallback, SampleOutput, SamplerState
+
+
+@dataclass(frozen=True)
+class SD3Release:
+    """A released SD3-family pipeline and its model card's sampling defaults."""
+
+    name: str
+    repo: str
+    num_steps: int
+    cfg_scale: float
+    dtype: str  # the dtype of the model card's example
+    c_dim: int
+    defaults_source: str  # where num_steps / cfg_scale / dtype come from
+
+
+SD3_RELEASES: tuple[SD3Release, ...] = (
+    # Model card of stabilityai/stable-diffusion-3-medium-diffusers, diffusers example: torch.float16,
+    # negative_prompt="", num_inference_steps=28, guidance_scale=7.0 (also the pipeline's __call__ defaults).
+    SD3Release("sd3-medium", "stabilityai/stable-diffusion-3-medium-diffusers", 28, 7.0, "float16", 1536,
+               "model card diffusers example (28 steps, guidance 7.0, float16); = StableDiffusion3Pipeline defaults"),
+    # Model card of stabilityai/stable-diffusion-3.5-medium, diffusers example: torch.bfloat16,
+    # num_inference_steps=40, guidance_scale=4.5 (read in a public copy of the card: the repo is gated).
+    SD3Release("sd3.5-medium", "stabilityai/stable-diffusion-3.5-medium", 40, 4.5, "bfloat16", 1536,
+               "model card diffusers example (40 steps, guidance 4.5, bfloat16)"),
+    # Model card of stabilityai/stable-diffusion-3.5-large, diffusers example: torch.bfloat16,
+    # num_inference_steps=28, guidance_scale=3.5 (read in public copies of the card's snippet: the repo is gated).
+    SD3Release("sd3.5-large", "stabilityai/stable-diffusion-3.5-large", 28, 3.5, "bfloat16", 2432,
+               "model card diffusers example (28 steps, guidance 3.5, bfloat16)"),
+)
+
+PIPELINE_PARTS = ("model_index.json", "scheduler", "transformer", "vae", "text_encoder", "tokenizer",
+                  "text_encoder_2", "tokenizer_2")
+T5_PARTS = ("text_encoder_3", "tokenizer_3")
+TEXT_ENCODER_PARTS = ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")
+
+
+# ----------------------------------------------------------------------------------------------- files
+
+
+def _needed_parts(t5: bool) -> tuple[str, ...]:
+    return PIPELINE_PARTS + (T5_PARTS if t5 else ())
+
+
+def resolve_pipeline_folder(release: SD3Release, path: Optional[str | Path] = None, t5: bool = True) -> Path:
+    """The local diffusers folder of ``release``: ``path``, else the Hugging Face cache, else a one-time download.
+
+    Raises CheckpointNotFoundError naming the repository, that it is gated, and how to give a local folder.
+    """
+    how = (f"the repository is gated: accept its licence at https://huggingface.co/{release.repo} and log in "
+           f"(`hf auth login`), then run once online or `hf download {release.repo}`; or give a local diffusers "
+           f"folder (model_index.json, {', '.join(p for p in _needed_parts(t5) if p != 'model_index.json')}) as the "
+           f"suite's model_options: {{{release.name}: {{path: DIR}}}}"
+           + ("" if t5 else " (t5: false, so text_encoder_3/tokenizer_3 are not needed)"))
+    if path is not None:
+        folder = Path(path).expanduser()
+        missing = [p for p in _needed_parts(t5) if not (folder / p).exists()]
+        if missing:
+            raise CheckpointNotFoundError(
+                f"{release.name} pipeline not found: the folder {folder.resolve()} lacks {', '.join(missing)}.\n"
+                f"How to provide it: {how}.")
+        return folder
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    patterns = [p if p.endswith(".json") else f"{p}/*" for p in _needed_parts(t5)]
+    try:
+        return Path(snapshot_download(release.repo, allow_patterns=patterns, local_files_only=offline()))
+    except Exception as error:  # offline, gated (401/403), network: all end with the same remedy
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
+        where = "offline: no download attempted" if offline() else f"download failed: {reason}"
+        raise CheckpointNotFoundError(
+            f"{release.name} pipeline not found: {release.repo} is not in the Hugging Face cache ({HF_HUB_CACHE}) "
+            f"and no local folder was given ({where}).\nHow to provide it: {how}.") from None
+
+
+def folder_fingerprint(folder: Path, parts: Sequence[str]) -> dict[str, str]:
+    """sha256 of every file under ``parts`` of a diffusers folder, one digest per part.
+
+    Weight files are hashed once: digests are remembered in the cache by (path, size, mtime).
+    """
+    memo_path = cache_root() / "file_hashes.json"
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    out, changed = {}, False
+    for part in parts:
+        digest = hashlib.sha256()
+        root = folder / part
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for f in files:
+            real = f.resolve()  # hub snapshots are symlinks to blobs
+            stat = real.stat()
+            memo_key = f"{real}|{stat.st_size}|{stat.st_mtime_ns}"
+            if memo_key not in memo:
+                memo[memo_key], changed = file_sha256(real), True
+            digest.update(f"{f.relative_to(folder)}:{memo[memo_key]}\n".encode())
+        out[part] = digest.hexdigest()
+    if changed:
+        memo_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo_path.with_name(f".{memo_path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(memo))
+        tmp.replace(memo_path)
+    return out
+
+
+# --------------------------------------------------------------------------------------- prompt encoding
+
+
+class PromptEncoder(Protocol):
+    """Prompts -> (prompt_embeds (N, L, C), pooled_prompt_embeds (N, P)), as the pipeline's ``encode_prompt``."""
+
+    def encode(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def identity(self) -> dict: ...
+
+
+class PromptEmbeddingTable:
+    """Embeddings given in advance, one (embeds (L, C), pooled (P,)) per prompt (precomputed elsewhere, or in tests
+    where no text encoder exists); a prompt not in the table is an error that names it."""
+
+    def __init__(self, table: dict[str, tuple[torch.Tensor, torch.Tensor]], name: str = "table"):
+        self.table, self.name = table, name
+
+    def encode(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        missing = [p for p in prompts if p not in self.table]
+        if missing:
+            raise KeyError(f"no precomputed embedding for {len(missing)} prompt(s), e.g. {missing[0]!r}")
+        return (torch.stack([self.table[p][0] for p in prompts]), torch.stack([self.table[p][1] for p in prompts]))
+
+    def identity(self) -> dict:
+        digest = hashlib.sha256()
+        for prompt in sorted(self.table):
+            embeds, pooled = self.table[prompt]
+            digest.update(prompt.encode())
+            digest.update(embeds.detach().float().cpu().numpy().tobytes())
+            digest.update(pooled.detach().float().cpu().numpy().tobytes())
+        return {"encoder": self.name, "sha256": digest.hexdigest()}
+
+
+class PipelinePromptEncoder:
+    """The pipeline's own ``encode_prompt`` on the folder's CLIP-L, CLIP-G and (``t5``) T5-XXL, loaded on first use.
+
+    Without T5 the pipeline puts zeros in place of the T5 tokens (``text_encoder_3=None``, as SD3 allows).
+    """
+
+    def __init__(self, folder: Path, transformer: torch.nn.Module, dtype: torch.dtype, t5: bool = True,
+                 max_sequence_length: int = 256):
+        self.folder, self.transformer, self.dtype = folder, transformer, dtype
+        self.t5, self.max_sequence_length = t5, max_sequence_length
+        self._pipeline = None
+
+    def pipeline(self):
+        if self._pipeline is None:
+            from diffusers import StableDiffusion3Pipeline
+
+            no_t5 = {} if self.t5 else {"text_encoder_3": None, "tokenizer_3": None}
+            # the adapter's transformer object is shared (no second copy): without T5 the pipeline reads its config
+            self._pipeline = StableDiffusion3Pipeline.from_pretrained(
+                self.folder, transformer=self.transformer, vae=None, torch_dtype=self.dtype, **no_t5)
+            device = next(self.transformer.parameters()).device
+            for module in (self._pipeline.text_encoder, self._pipeline.text_encoder_2, self._pipeline.text_encoder_3):
+                if module is not None:
+                    module.to(device)
+        return self._pipeline
+
+    @torch.no_grad()
+    def encode(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        pipe = self.pipeline()
+        device = next(self.transformer.parameters()).device
+        embeds, pooled = [], []
+        for prompt in prompts:  # one at a time: a prompt's embedding never depends on its batch
+            e, _, p, _ = pipe.encode_prompt(prompt=[prompt], prompt_2=None, prompt_3=None, device=device,
+                                            do_classifier_free_guidance=False,
+                                            max_sequence_length=self.max_sequence_length)
+            embeds.append(e[0])
+            pooled.append(p[0])
+        return torch.stack(embeds), torch.stack(pooled)
+
+    def identity(self) -> dict:
+        parts = TEXT_ENCODER_PARTS + (T5_PARTS if self.t5 else ())
+        return {"encoder": "StableDiffusion3Pipeline.encode_prompt", "folder_files": folder_fingerprint(self.folder, parts),
+                "t5": self.t5, "max_sequence_length": self.max_sequence_length, "dtype": str(self.dtype),
+                "device": next(self.transformer.parameters()).device.type, "clip_skip": None}
+
+
+class CachedPromptEncoder:
+    """Any encoder, with each prompt's embeddings kept on disk under a key of the encoder's identity and the prompt."""
+
+    def __init__(self, inner: PromptEncoder, root: Optional[str | Path] = None):
+        self.inner = inner
+        self.root = Path(root) if root is not None else cache_root() / "sd3_prompt_embeddings"
+        self._identity: Optional[dict] = None
+        self.encoded = 0  # prompts the inner encoder computed (the rest came from disk)
+
+    def identity(self) -> dict:
+        if self._identity is None:
+            self._identity = self.inner.identity()
+        return self._identity
+
+    def _path(self, prompt: str) -> Path:
+        key = hashlib.sha256(json.dumps({"encoder": self.identity(), "prompt": prompt}, sort_keys=True).encode())
+        digest = key.hexdigest()
+        return self.root / digest[:2] / f"{digest}.safetensors"
+
+    def encode(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        from safetensors.torch import load_file, save_file
+
+        found: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for prompt in dict.fromkeys(prompts):
+            path = self._path(prompt)
+            if path.is_file():
+                try:
+                    data = load_file(str(path))
+                    found[prompt] = (data["prompt_embeds"], data["pooled_prompt_embeds"])
+                    continue
+                except Exception:  # a damaged file counts as absent and is rewritten
+                    pass
+            embeds, pooled = self.inner.encode([prompt])
+            self.encoded += 1
+            found[prompt] = (embeds[0].cpu(), pooled[0].cpu())
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            save_file({"prompt_embeds": found[prompt][0].contiguous(),
+                       "pooled_prompt_embeds": found[prompt][1].contiguous()}, str(tmp))
+            tmp.replace(path)
+        return torch.stack([found[p][0] for p in prompts]), torch.stack([found[p][1] for p in prompts])
+
+
+# ------------------------------------------------------------------------------------------------ adapter
+
+
+class SD3Adapter(Adapter):
+    """An SD3-family pipeline seen through temb; ``cond`` is a list of N prompts."""
+
+    condition_kind = "text"
+    family = "sd3"
+
+    def __init__(self, transformer: torch.nn.Module, vae: torch.nn.Module, scheduler, encoder: PromptEncoder,
+                 name: str = "sd3", *, num_steps: int = 28, cfg_scale: float = 7.0, height: Optional[int] = None,
+                 width: Optional[int] = None, negative_prompt: str = "", checkpoint: Optional[dict] = None,
+                 microbatch: Optional[int] = None, reference_prompts: Optional[Sequence[str]] = None):
+        if microbatch is not None:
+            raise ValueError(f"{name}: microbatch is not supported by the SD3 adapters (whole batches are evaluated)")
+        if scheduler.config.get("stochastic_sampling", False):
+            raise ValueError(f"{name}: the scheduler samples stochastically; condbench's paired noise covers only the "
+                             "initial latents of the deterministic flow-match Euler sampler")
+        from diffusers.image_processor import VaeImageProcessor
+
+        self.transformer = transformer.eval()
+        self.vae = vae.eval()
+        self.scheduler = copy.deepcopy(scheduler)  # stateful (step index): this adapter's own copy
+        self.encoder = encoder
+        self.name = name
+        self.num_steps = num_steps
+        self.cfg_scale = cfg_scale
+        self.negative_prompt = negative_prompt
+        self.checkpoint = checkpoint or {}
+        self.reference_prompts = list(reference_prompts) if reference_prompts else None
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)  # as the pipeline computes it
+        default = transformer.config.sample_size * self.vae_scale_factor  # the pipeline's default height/width
+        self.height, self.width = height or default, width or default
+        self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
+        self.denoiser_evaluations = 0
+        self._step_hook: Optional[Callable] = None
+        transformer.time_text_embed.register_forward_hook(self._rewrite_temb)
+
+    # --- c and the hook
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.transformer.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.transformer.parameters()).dtype
+
+    @property
+    def embed_dim(self) -> int:
+        return self.transformer.config.num_attention_heads * self.transformer.config.attention_head_dim
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the initial latents, as the pipeline's ``prepare_latents`` shapes them."""
+        return (self.transformer.config.in_channels, self.height // self.vae_scale_factor,
+                self.width // self.vae_scale_factor)
+
+    @staticmethod
+    def _parts(module: torch.nn.Module, timestep: torch.Tensor, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two summands of ``CombinedTimestepTextProjEmbeddings.forward``: (N, D) each, as it computes them."""
+        t_part = module.timestep_embedder(module.time_proj(timestep).to(dtype=pooled.dtype))
+        return t_part, module.text_embedder(pooled)
+
+    def _rewrite_temb(self, module: torch.nn.Module, inputs: tuple, temb: torch.Tensor) -> Optional[torch.Tensor]:
+        """Forward hook on ``time_text_embed``: the current step's policy rewrites temb (N, D); None keeps it."""
+        if self._step_hook is None:
+            return None
+        timestep, pooled = inputs
+        t_part, cond_part = self._parts(module, timestep, pooled)
+        return self._step_hook(temb, t_part, cond_part)
+
+    def _transformer(self, latents: torch.Tensor, timestep: torch.Tensor, embeds: torch.Tensor, pooled: torch.Tensor,
+                     hook: Optional[Callable]) -> torch.Tensor:
+        """One transformer call as the pipeline makes it, with ``hook`` (c, t_part, cond_part) -> c active."""
+        self._step_hook = hook
+        try:
+            return self.transformer(hidden_states=latents, timestep=timestep, encoder_hidden_states=embeds,
+                                    pooled_projections=pooled, joint_attention_kwargs=None, return_dict=False)[0]
+        finally:
+            self._step_hook = None
+
+    def _encode(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        embeds, pooled = self.encoder.encode(list(prompts))
+        return embeds.to(self.device, self.dtype), pooled.to(self.device, self.dtype)
+
+    def _batch_t(self, t: torch.Tensor | float, n: int) -> torch.Tensor:
+        t = torch.as_tensor(t, device=self.device, dtype=torch.float32)
+        return t.expand(n) if t.dim() == 0 else t
+
+    @torch.no_grad()
+    def embed_parts(self, cond: Sequence[str], t: torch.Tensor | float) -> EmbeddingParts:
+        _, pooled = self._encode(cond)
+        t_part, cond_part = self._parts(self.transformer.time_text_embed, self._batch_t(t, len(pooled)), pooled)
+        return EmbeddingParts(c=t_part + cond_part, t=t_part, cond=cond_part)
+
+    @torch.no_grad()
+    def denoise(self, x: torch.Tensor, t: torch.Tensor, cond: Sequence[str], hook=None) -> torch.Tensor:
+        embeds, pooled = self._encode(cond)
+        return self._transformer(x.to(self.device, self.dtype), self._batch_t(t, len(x)), embeds, pooled, hook)
+
+    @torch.no_grad()
+    def mean_embedding(self, t: torch.Tensor) -> torch.Tensor:
+        """Mean c over ``reference_prompts`` at t (1, D): the text embedding is not linear in the prompt, so a
+        prompt set must be named (model option reference_prompts) for ``mask=fixed`` policies."""
+        if not self.reference_prompts:
+            raise ValueError(f"{self.name}: mask=fixed needs the mean c over a prompt set; pass the model option "
+                             "reference_prompts (a list of prompts)")
+        return self.embed_parts(self.reference_prompts, self._batch_t(t, 1)[:1]).c.mean(0, keepdim=True)
+
+    # --- the sampler
+
+    @property
+    def guided(self) -> bool:
+        return self.cfg_scale > 1  # the pipeline's do_classifier_free_guidance
+
+    @property
+    def sampler_steps(self) -> int:
+        return self.num_steps
+
+    def evaluations_per_step(self) -> int:
+        return 2 if self.guided else 1
+
+    def _set_timesteps(self) -> torch.Tensor:
+        """``scheduler.set_timesteps`` as the pipeline's ``retrieve_timesteps`` calls it -> timesteps (S,)."""
+        kwargs = {}
+        if self.scheduler.config.get("use_dynamic_shifting", None):
+            from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3 import calculate_shift
+
+            _, h, w = self.latent_shape
+            patch = self.transformer.config.patch_size
+            config = self.scheduler.config
+            kwargs["mu"] = calculate_shift((h // patch) * (w // patch), config.get("base_image_seq_len", 256),
+                                           config.get("max_image_seq_len", 4096), config.get("base_shift", 0.5),
+                                           config.get("max_shift", 1.16))
+        self.scheduler.set_timesteps(self.num_steps, device=self.device, **kwargs)
+        return self.scheduler.timesteps
+
+    def sampler_timesteps(self) -> torch.Tensor:
+        return self._set_timesteps().cpu()
+
+    @torch.no_grad()
+    def sample(self, cond: Sequence[str], noise: PairedNoise, policy: Optional[Policy] = None,
+               progress: Optional[ProgressCallback] = None, *, start: Optional[SamplerState] = None,
+               keep_states: Sequence[int] = ()) -> SampleOutput:
+        prompts = list(cond)
+        n = len(prompts)
+        if len(noise) != n:
+            raise ValueError(f"{n} prompts but noise for {n and len(noise)} samples")
+        embeds, pooled = self._encode(prompts)
+        if self.guided:  # [negative; positive], as the pipeline concatenates them
+            neg_embeds, neg_pooled = self._encode([self.negative_prompt] * n)
+            embeds, pooled = torch.cat([neg_embeds, embeds]), torch.cat([neg_pooled, pooled])
+            branch = torch.cat([torch.full((n,), BRANCH_UNCOND), torch.full((n,), BRANCH_COND)]).to(self.device)
+        else:
+            branch = torch.full((n,), BRANCH_COND, device=self.device)
+        x = noise.draw(self.latent_shape).to(device=self.device, dtype=embeds.dtype)  # the pipeline's latents=
+        timesteps = self._set_timesteps()
+        first = 0
+        if start is not None:
+            if policy is not None and any(policy.active(s, self.num_steps) for s in range(start.step)):
+                raise ValueError(f"policy {policy.canonical()} acts before step {start.step}: it cannot share that prefix")
+            x, first = start.x.to(device=self.device, dtype=embeds.dtype), start.step
+            self.scheduler.set_begin_index(first)  # flow-match Euler draws no noise: nothing to skip
+        hooks = PolicyHook(policy, self.num_steps, reference=self.mean_embedding, first_step=first)
+        states = {}
+        for step in range(first, self.num_steps):
+            if step in keep_states:
+                states[step] = SamplerState(step, x.clone())
+            t = timesteps[step]
+            latents_in = torch.cat([x] * 2) if self.guided else x
+            timestep = t.expand(latents_in.shape[0])
+            out = self._transformer(latents_in, timestep, embeds, pooled, hooks.at(step, timestep, branch))
+            self.denoiser_evaluations += len(latents_in)
+            if self.guided:
+                uncond, text = out.chunk(2)
+                out = uncond + self.cfg_scale * (text - uncond)
+            x = self.scheduler.step(out, t, x, return_dict=False)[0]
+            if progress is not None:
+                progress(step + 1, self.num_steps)
+        return SampleOutput(x, hooks.trace, states)
+
+    @torch.no_grad()
+    def decode(self, samples: torch.Tensor) -> torch.Tensor:
+        """Latents -> images (N, 3, H, W) in [0, 1], as the pipeline's ``output_type="pt"``."""
+        latents = samples.to(self.device, self.vae.dtype) / self.vae.config.scaling_factor + self.vae.config.shift_factor
+        image = self.vae.decode(latents, return_dict=False)[0]
+        return self.image_processor.postprocess(image, output_type="pt").float()
+
+    def to(self, device: torch.device | str) -> "SD3Adapter":
+        self.transformer.to(device)
+        self.vae.to(device)
+        return self
+
+    def describe(self) -> dict:
+        return {"adapter": self.name, "family": self.family, "model_config": dict(self.transformer.config),
+                "sampler": {"name": "StableDiffusion3Pipeline flow-match Euler (condbench loop, bit-identical)",
+                            "scheduler_config": dict(self.scheduler.config), "num_steps": self.num_steps,
+                            "cfg_scale": self.cfg_scale, "negative_prompt": self.negative_prompt,
+                            "height": self.height, "width": self.width, "dtype": str(self.dtype),
+                            "prefix_sharing": "supported (resumes from the baseline's latents at step k)"},
+                "prompt_encoder": self.encoder.identity(), "checkpoint": self.checkpoint}
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+
+def load_sd3(release: SD3Release, path: Optional[str | Path] = None, *, ckpt: Optional[str | Path] = None,
+             device: str = "cpu", dtype: Optional[str] = None, t5: bool = True, max_sequence_length: int = 256,
+             embedding_cache: Optional[str] = None, embedders_only: bool = False, **sampler: Any) -> SD3Adapter:
+    """The adapter for ``release`` from a local diffusers folder (``path``; ``ckpt`` is a synonym) or the hub.
+
+    ``dtype`` defaults to the model card's; ``t5=False`` runs without T5-XXL. ``embedders_only`` is accepted
+    for ``condbench analyze`` but diffusers loads the transformer whole.
+    """
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
+
+    folder = resolve_pipeline_folder(release, path or ckpt, t5=t5)
+    torch_dtype = getattr(torch, dtype or release.dtype)
+    transformer = SD3Transformer2DModel.from_pretrained(folder, subfolder="transformer", torch_dtype=torch_dtype)
+    vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch_dtype)
+    scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(folder, subfolder="scheduler")
+    transformer.to(device)
+    encoder = CachedPromptEncoder(PipelinePromptEncoder(folder, transformer, torch_dtype, t5, max_sequence_length),
+                                  embedding_cache)
+    checkpoint = {"repo": release.repo, "path": str(folder.resolve()),
+                  "files_sha256": folder_fingerprint(folder, ("transformer", "vae", "scheduler")),
+                  "defaults_source": release.defaults_source}
+    options = {"num_steps": release.num_steps, "cfg_scale": release.cfg_scale, **sampler}
+    return SD3Adapter(transformer, vae, scheduler, encoder, release.name, checkpoint=checkpoint, **options).to(device)
