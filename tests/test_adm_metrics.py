@@ -65,7 +65,7 @@ def setup(tmp_path_factory):
     acc = AdmAccumulator(extractor, batch_size=N, npz_path=tmp / "samples.npz")
     acc.update(samples[: N // 2])
     acc.update(samples[N // 2:].float() / 255)  # float input in [0, 1] quantises back to the same bytes
-    ours = acc.compute(reference)
+    ours = acc.compute(reference, pr_distance="exact")  # torch-fidelity's P/R use exact distances
 
     theirs = torch_fidelity.calculate_metrics(
         input1=ImageSet(samples), input2=ImageSet(refs), cuda=False, batch_size=N, fid=True, isc=True, prc=True,
@@ -219,3 +219,67 @@ def test_truncated_or_incomplete_reference_is_refused(tmp_path):
              mu_s=np.zeros(2048), sigma_s=np.eye(2023))
     with pytest.raises(ReferenceBatchError, match=r"wrong.npz: mu_s must be a float array of shape \(2023,\)"):
         ReferenceBatch.load(wrong)
+
+
+# --- Precision/Recall with the evaluator's arithmetic --------------------------------------------------------
+def _evaluator_distance_block(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """ADM's DistanceBlock, written from evaluations/evaluator.py: `_batch_pairwise_distances` on float16 casts
+    (float32 accumulation, float16 results), the float32 formula for the whole block when float16 overflows."""
+    def pairwise(a, b, dtype):
+        a, b = a.astype(dtype), b.astype(dtype)
+        norm_a = np.square(a).astype(np.float32).sum(1).astype(dtype).reshape(-1, 1)
+        norm_b = np.square(b).astype(np.float32).sum(1).astype(dtype).reshape(1, -1)
+        product = (a.astype(np.float32) @ b.astype(np.float32).T).astype(dtype)
+        return np.maximum((norm_a - (2 * product).astype(dtype)).astype(dtype) + norm_b, 0).astype(dtype)
+
+    block16 = pairwise(u, v, np.float16)
+    return block16.astype(np.float32) if np.isfinite(block16).all() else pairwise(u, v, np.float32)
+
+
+def _evaluator_precision_recall(samples, reference, k, batch):
+    """ManifoldEstimator.manifold_radii and evaluate_pr with row/col batches of ``batch``."""
+    def radii(features):
+        out = np.zeros(len(features), dtype=np.float32)
+        for b1 in range(0, len(features), batch):
+            rows = features[b1:b1 + batch]
+            distances = np.concatenate([_evaluator_distance_block(rows, features[b2:b2 + batch])
+                                        for b2 in range(0, len(features), batch)], axis=1)
+            out[b1:b1 + batch] = np.partition(distances, np.arange(k + 1), axis=1)[:, k]
+        return out
+
+    ref_radii, gen_radii = radii(reference), radii(samples)
+    ref_in, gen_in = np.zeros(len(reference), bool), np.zeros(len(samples), bool)
+    for b1 in range(0, len(reference), batch):
+        for b2 in range(0, len(samples), batch):
+            d = _evaluator_distance_block(reference[b1:b1 + batch], samples[b2:b2 + batch])
+            ref_in[b1:b1 + batch] |= (d <= gen_radii[None, b2:b2 + batch]).any(axis=1)
+            gen_in[b2:b2 + batch] |= (d <= ref_radii[b1:b1 + batch, None]).any(axis=0)
+    return float(gen_in.mean()), float(ref_in.mean())
+
+
+def _pool_like_features(n: int, seed: int, dim: int = 64) -> np.ndarray:
+    """Like Inception's pool_3 features: a large common part and small differences, so that squared norms (~1,100)
+    are rounded by float16 to 0.5-1 while neighbours are only ~30 apart."""
+    rng = np.random.default_rng(seed)
+    return (4 + 0.7 * np.abs(rng.normal(0, 1, (n, dim)))).astype(np.float32)
+
+
+def test_precision_recall_follow_the_evaluators_float16_blocks():
+    samples, reference = _pool_like_features(70, 1), _pool_like_features(90, 2)
+    samples[:3] *= 40  # squared norms beyond float16's range: their blocks fall back to float32
+    ours = precision_recall(samples, reference, k=3, block=16)
+    assert ours == _evaluator_precision_recall(samples, reference, k=3, batch=16)
+    assert ours != precision_recall(samples, reference, k=3, distance="exact", block=16)  # the arithmetic matters
+
+
+def test_exact_precision_recall_use_float64_distances():
+    from scipy.spatial.distance import cdist
+
+    samples, reference = _pool_like_features(40, 3).astype(np.float64), _pool_like_features(50, 4).astype(np.float64)
+    ref_r = np.sort(cdist(reference, reference), axis=1)[:, 3]
+    gen_r = np.sort(cdist(samples, samples), axis=1)[:, 3]
+    d = cdist(samples, reference)
+    expected = (float((d <= ref_r[None, :]).any(1).mean()), float((d <= gen_r[:, None]).any(0).mean()))
+    assert precision_recall(samples, reference, k=3, distance="exact", block=7) == expected
+    with pytest.raises(ValueError, match="distance must be one of"):
+        precision_recall(samples, reference, distance="float32")

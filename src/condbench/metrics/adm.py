@@ -7,7 +7,8 @@ TensorFlow evaluator reads, and :func:`adm_metrics` turns features into numbers 
 - FID / sFID: Frechet distance of pool_3 / mixed_6 statistics to the reference's ``mu, sigma`` / ``mu_s, sigma_s``.
 - IS: softmax of the unbiased logits, consecutive splits of 5,000 in sample order (a shorter tail is its own
   split, as in the evaluator's loop; fewer than 5,000 samples = one split).
-- Precision/Recall (Kynkaanniemi et al.): k = 3 nearest neighbours, self excluded, pool_3 features.
+- Precision/Recall (Kynkaanniemi et al.): k = 3 nearest neighbours, self excluded, pool_3 features, with the
+  evaluator's float16 distance blocks by default (``distance="exact"``: float64 distances).
 """
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ from .reference_batch import BatchNpzWriter, ReferenceBatch
 
 IS_SPLIT_SIZE = 5000
 PR_NEIGHBOURS = 3
-PR_BLOCK = 1000  # rows of a distance block: 1,000 x 50,000 float64 = 400 MB
 
 
 @dataclass
@@ -52,36 +52,95 @@ def adm_inception_score(logits: np.ndarray | torch.Tensor, split_size: int = IS_
     return float(np.mean(scores)), float(np.std(scores)), len(scores)
 
 
-def _kth_neighbour_distance(features: torch.Tensor, k: int, block: int) -> torch.Tensor:
-    """Distance of every row to its k-th nearest other row (N,); the zero self-distance is position 0."""
-    return torch.cat([torch.cdist(part, features).kthvalue(k + 1, dim=1).values for part in features.split(block)])
+PR_DISTANCES = ("float16", "exact")
+EVALUATOR_BLOCK = 10000  # the evaluator's row_batch_size and col_batch_size
+PR_DISTANCE_PROTOCOL = {
+    "float16": "squared distances in float16 blocks of 10,000 x 10,000, float32 where a block overflows "
+               "(the evaluator's DistanceBlock)",
+    "exact": "exact Euclidean distances in float64 (not the evaluator's arithmetic: P/R differ by up to ~1 point)",
+}
 
 
-def _inside_any_ball(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, block: int) -> torch.Tensor:
-    """Whether each point lies within radius of at least one centre (N,) bool."""
-    return torch.cat([(torch.cdist(part, centres) <= radii[None, :]).any(dim=1) for part in points.split(block)])
+def _rounded(x: torch.Tensor) -> torch.Tensor:
+    """x rounded to float16 and back to float32 (one float16 operation's result)."""
+    return x.half().float()
+
+
+def _squared_distances(u: torch.Tensor, v: torch.Tensor, distance: str) -> torch.Tensor:
+    """Squared Euclidean distances (R, C) of rows u (R, D) and v (C, D), as the evaluator's distance block.
+
+    ``float16``: ``_batch_pairwise_distances`` on inputs cast to float16, ``max(|u|^2 - 2 u.v + |v|^2, 0)`` with
+    each operation's result in float16 (sums and products accumulated in float32, as GPU kernels do), and the
+    whole block recomputed in float32 if any entry is not finite; ``exact``: float64 from the difference.
+    """
+    if distance == "exact":
+        return torch.cdist(u.double(), v.double()).square()
+    u16, v16 = _rounded(u.float()), _rounded(v.float())
+    norm_u = _rounded(_rounded(u16 * u16).sum(1))[:, None]  # (R, 1)
+    norm_v = _rounded(_rounded(v16 * v16).sum(1))[None, :]  # (1, C)
+    block = _rounded(_rounded(norm_u - _rounded(2 * _rounded(u16 @ v16.T))) + norm_v).clamp_min(0)  # (R, C)
+    if bool(torch.isfinite(block).all()):
+        return block
+    u32, v32 = u.float(), v.float()
+    return ((u32 * u32).sum(1)[:, None] - 2 * (u32 @ v32.T) + (v32 * v32).sum(1)[None, :]).clamp_min(0)
+
+
+def _blocks(n: int, size: int) -> list[slice]:
+    return [slice(a, min(a + size, n)) for a in range(0, n, size)]
+
+
+def _manifold_radii(features: torch.Tensor, k: int, distance: str, block: int) -> torch.Tensor:
+    """Squared distance of every row to its k-th nearest row, itself (distance ~0) counted as the 0-th (N,)."""
+    radii = []
+    for rows in _blocks(len(features), block):
+        nearest = None  # (R, k + 1) the smallest distances seen so far
+        for cols in _blocks(len(features), block):
+            d = _squared_distances(features[rows], features[cols], distance)
+            d = d if nearest is None else torch.cat([nearest, d], dim=1)
+            nearest = d.topk(min(k + 1, d.shape[1]), dim=1, largest=False).values
+        radii.append(nearest.max(dim=1).values)  # the (k+1)-th smallest: topk holds k + 1 values
+    return torch.cat(radii)
+
+
+def _coverage(first: torch.Tensor, radii_first: torch.Tensor, second: torch.Tensor, radii_second: torch.Tensor,
+              distance: str, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows of ``first`` inside some ball of ``second``, rows of ``second`` inside some ball of ``first``)."""
+    first_in = torch.zeros(len(first), dtype=torch.bool, device=first.device)
+    second_in = torch.zeros(len(second), dtype=torch.bool, device=second.device)
+    for rows in _blocks(len(first), block):
+        for cols in _blocks(len(second), block):
+            d = _squared_distances(first[rows], second[cols], distance)  # (R, C)
+            first_in[rows] |= (d <= radii_second[cols][None, :]).any(dim=1)
+            second_in[cols] |= (d <= radii_first[rows][:, None]).any(dim=0)
+    return first_in, second_in
 
 
 def precision_recall(samples: np.ndarray, reference: np.ndarray, k: int = PR_NEIGHBOURS,
-                     device: str | torch.device = "cpu", block: int = PR_BLOCK) -> tuple[float, float]:
+                     device: str | torch.device = "cpu", distance: str = "float16",
+                     block: int = EVALUATOR_BLOCK) -> tuple[float, float]:
     """Improved precision (samples inside the reference manifold) and recall (reference inside the samples').
 
     Each manifold is the union of balls around its points with radius = distance to the k-th nearest other
-    point; distances are exact Euclidean in float64.
+    point. ``distance="float16"`` (default) computes distances as ADM's evaluator does (``ManifoldEstimator``
+    with its ``DistanceBlock``: float16 blocks of 10,000 x 10,000, a block recomputed in float32 only where
+    float16 overflows), which is what published numbers use; ``"exact"`` uses float64 Euclidean distances.
     """
-    gen = torch.as_tensor(np.asarray(samples), dtype=torch.float64, device=device)  # (N, D)
-    ref = torch.as_tensor(np.asarray(reference), dtype=torch.float64, device=device)  # (M, D)
+    if distance not in PR_DISTANCES:
+        raise ValueError(f"Precision/Recall distance must be one of {PR_DISTANCES}, got {distance!r}")
+    gen = torch.as_tensor(np.asarray(samples), device=device)  # (N, D)
+    ref = torch.as_tensor(np.asarray(reference), device=device)  # (M, D)
     if min(len(gen), len(ref)) <= k:
         raise ValueError(f"Precision/Recall with k={k} needs more than {k} samples and reference images, "
                          f"got {len(gen)} and {len(ref)}")
-    precision = _inside_any_ball(gen, ref, _kth_neighbour_distance(ref, k, block), block)
-    recall = _inside_any_ball(ref, gen, _kth_neighbour_distance(gen, k, block), block)
-    return float(precision.double().mean()), float(recall.double().mean())
+    ref_radii = _manifold_radii(ref, k, distance, block)
+    gen_radii = _manifold_radii(gen, k, distance, block)
+    ref_in, gen_in = _coverage(ref, ref_radii, gen, gen_radii, distance, block)
+    return float(gen_in.double().mean()), float(ref_in.double().mean())
 
 
 def adm_metrics(features: AdmFeatures, reference: ReferenceBatch, reference_pool: Optional[np.ndarray] = None,
-                split_size: int = IS_SPLIT_SIZE, k: int = PR_NEIGHBOURS,
-                device: str | torch.device = "cpu") -> dict[str, float]:
+                split_size: int = IS_SPLIT_SIZE, k: int = PR_NEIGHBOURS, device: str | torch.device = "cpu",
+                pr_distance: str = "float16") -> dict[str, float]:
     """fid, sfid, inception_score (+ _std) and, when ``reference_pool`` is given, precision and recall."""
     mu, sigma = feature_statistics(features.pool)
     mu_s, sigma_s = feature_statistics(features.spatial)
@@ -90,7 +149,7 @@ def adm_metrics(features: AdmFeatures, reference: ReferenceBatch, reference_pool
            "sfid": frechet_distance(mu_s, sigma_s, reference.mu_s, reference.sigma_s),
            "inception_score": is_mean, "inception_score_std": is_std}
     if reference_pool is not None:
-        out["precision"], out["recall"] = precision_recall(features.pool, reference_pool, k, device)
+        out["precision"], out["recall"] = precision_recall(features.pool, reference_pool, k, device, pr_distance)
     return out
 
 
@@ -146,12 +205,12 @@ class AdmAccumulator:
         return path
 
     def compute(self, reference: ReferenceBatch, precision_recall: bool = True, split_size: int = IS_SPLIT_SIZE,
-                k: int = PR_NEIGHBOURS, device: str | torch.device = "cpu") -> dict:
+                k: int = PR_NEIGHBOURS, device: str | torch.device = "cpu", pr_distance: str = "float16") -> dict:
         """The metrics against ``reference`` with a ``protocol`` dict saying exactly how they were computed."""
         self.close()
         features = self.features()
         reference_pool = reference.pool_features(self.extractor, self.batch_size) if precision_recall else None
-        result: dict = adm_metrics(features, reference, reference_pool, split_size, k, device)
+        result: dict = adm_metrics(features, reference, reference_pool, split_size, k, device, pr_distance)
         n = len(features)
         result["protocol"] = {
             "protocol": "ADM evaluator (openai/guided-diffusion evaluations/evaluator.py), PyTorch port",
@@ -159,7 +218,7 @@ class AdmAccumulator:
             "frechet": "scipy sqrtm, eps 1e-6 on the diagonals when not finite; sample statistics in float64",
             "is_split_size": split_size, "is_splits": -(-n // split_size), "is_shuffle": False,
             "pr_k": k if precision_recall else None,
-            "pr_distance": "exact Euclidean, float64 (the TF evaluator uses float16 squared distances when finite)",
+            "pr_distance": PR_DISTANCE_PROTOCOL[pr_distance] if precision_recall else None,
             "sample_count": n, "reference": reference.path.name, "reference_count": reference.num_images,
             "sample_npz": str(self.npz_path) if self.npz_path is not None else None,
         }

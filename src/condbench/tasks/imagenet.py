@@ -15,6 +15,7 @@ from typing import Callable, Optional
 import torch
 
 from ..hub import offline, resolve_weights
+from ..metrics.adm import PR_DISTANCE_PROTOCOL
 from ..metrics.reference_batch import REFERENCE_BATCH
 from . import asset_path
 from .imagenet_metrics import ImageNetEvaluator
@@ -35,7 +36,8 @@ class ImageNetTask:
     K classes, for quick checks: numbers are then not comparable with the literature); ``reference_batch``,
     ``inception_weights`` (local paths; else the cache or a one-time download); ``clip_model`` (a hub id or a
     directory; None turns the CLIP score off); ``classifier`` ("ARCH:WEIGHTS" of torchvision, read from the
-    torch hub cache; None turns class fidelity off); ``precision_recall`` (default on).
+    torch hub cache; None turns class fidelity off); ``precision_recall`` (default on); ``pr_distance``
+    ("float16": the ADM evaluator's float16 distance blocks, as published numbers; "exact": float64).
     """
 
     name = "imagenet"
@@ -45,7 +47,8 @@ class ImageNetTask:
 
     def __init__(self, samples_per_class: int = 5, classes: int = NUM_CLASSES, reference_batch: Optional[str] = None,
                  inception_weights: Optional[str] = None, clip_model: Optional[str] = "openai/clip-vit-base-patch16",
-                 classifier: Optional[str] = DEFAULT_CLASSIFIER, precision_recall: bool = True):
+                 classifier: Optional[str] = DEFAULT_CLASSIFIER, precision_recall: bool = True,
+                 pr_distance: str = "float16"):
         if not 1 <= samples_per_class <= 50:
             raise ValueError(f"samples_per_class must be in 1..50 (5 = the study's 5,000 samples; 50 = FID-50k), "
                              f"got {samples_per_class}")
@@ -58,6 +61,9 @@ class ImageNetTask:
         self.clip_model = clip_model
         self.classifier = classifier
         self.precision_recall = precision_recall
+        if pr_distance not in PR_DISTANCE_PROTOCOL:
+            raise ValueError(f"pr_distance must be one of {sorted(PR_DISTANCE_PROTOCOL)}, got {pr_distance!r}")
+        self.pr_distance = pr_distance
         self._evaluator: Optional[ImageNetEvaluator] = None
 
     @cached_property
@@ -121,12 +127,14 @@ class ImageNetTask:
                 InceptionFeatures.load(self.inception_weights_path()), ReferenceBatch.load(self.reference_batch_path()),
                 [f"a photo of a {name}" for name in self.class_names],
                 clip=self.clip_scorer if self.clip_model else None,
-                classifier=self.class_classifier if self.classifier else None, precision_recall=self.precision_recall)
+                classifier=self.class_classifier if self.classifier else None, precision_recall=self.precision_recall,
+                pr_distance=self.pr_distance)
         return self._evaluator
 
     def describe(self) -> dict:
         return {"task": self.name, "samples_per_class": self.samples_per_class, "classes": self.classes,
                 "num_samples": self.num_samples, "reference_batch": REFERENCE_BATCH.filename,
                 "metric_options": {"inception_weights": self.inception_weights, "clip_model": self.clip_model,
-                                   "classifier": self.classifier, "precision_recall": self.precision_recall},
+                                   "classifier": self.classifier, "precision_recall": self.precision_recall,
+                                   "pr_distance": self.pr_distance},
                 "metric_protocol": self.evaluator.protocol_line()}

@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..metrics.adm import IS_SPLIT_SIZE, PR_NEIGHBOURS, adm_inception_score, precision_recall
+from ..metrics.adm import IS_SPLIT_SIZE, PR_DISTANCE_PROTOCOL, PR_NEIGHBOURS, adm_inception_score, precision_recall
 from ..metrics.frechet import FrechetToReference, feature_statistics, frechet_distance
 from ..metrics.inception import LOGIT_DIM, POOL_DIM, InceptionFeatures, as_uint8_images
 
@@ -24,13 +24,14 @@ class ImageNetEvaluator:
     """ADM FID/sFID/IS/P/R, CLIP score and class fidelity of class-conditional ImageNet samples."""
 
     def __init__(self, inception: InceptionFeatures, reference, prompts: list[str], clip=None, classifier=None,
-                 precision_recall: bool = True, batch_size: int = 50):
+                 precision_recall: bool = True, pr_distance: str = "float16", batch_size: int = 50):
         self.inception = inception
         self.reference = reference
         self.prompts = prompts  # one per class id
         self.clip = clip
         self.classifier = classifier
         self.precision_recall = precision_recall
+        self.pr_distance = pr_distance
         self.batch_size = batch_size
         self._reference_pool: Optional[np.ndarray] = None
         self._fast: Optional[tuple[FrechetToReference, FrechetToReference]] = None
@@ -79,7 +80,8 @@ class ImageNetEvaluator:
                   "sfid": frechet_distance(*feature_statistics(spatial), r.mu_s, r.sigma_s)}
         result["is"], result["is_std"], _ = adm_inception_score(logits, IS_SPLIT_SIZE)
         if self.precision_recall:
-            result["precision"], result["recall"] = precision_recall(pool, self.reference_pool(), PR_NEIGHBOURS)
+            result["precision"], result["recall"] = precision_recall(pool, self.reference_pool(), PR_NEIGHBOURS,
+                                                                  distance=self.pr_distance)
         return {**result, **self._per_sample(predicted, clip, labels)}
 
     def bootstrap_score(self, features, outputs, labels) -> dict[str, float]:
@@ -102,7 +104,8 @@ class ImageNetEvaluator:
                  f"vs {self.reference.path.name} statistics, scipy sqrtm; IS from {p['is_logits']}, splits of "
                  f"{IS_SPLIT_SIZE} in sample order"]
         if self.precision_recall:
-            parts.append(f"Precision/Recall k={PR_NEIGHBOURS} vs the reference images' pool_3 features")
+            parts.append(f"Precision/Recall k={PR_NEIGHBOURS} vs the reference images' pool_3 features, "
+                         f"{PR_DISTANCE_PROTOCOL[self.pr_distance]}")
         if self.clip is not None:
             parts.append(f"CLIP score 100*cos(image, 'a photo of a {{class name}}'), model {self.clip.model_name}, "
                          "mean clipped at 0")
