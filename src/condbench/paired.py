@@ -2,9 +2,14 @@
 change of a metric is estimated on the same indices, with a paired bootstrap over samples.
 
 One set of resampled index vectors serves every policy of a model, and the baseline's score on each
-resample is computed once. Set metrics (FID, IS) are recomputed on each resample; the interval is the
-2.5-97.5 percentile of the resampled differences (resampling with replacement biases FID upwards for
-both sides alike; the difference is what is reported).
+resample is computed once. Set metrics (FID, IS) are recomputed on each resample.
+
+The interval is for the change at the run's sample size (what another seed would give on average). It is
+the basic (pivotal) bootstrap interval with the pivot taken about the resampled differences' median:
+``[delta - (q97.5 - m), delta + (m - q2.5)]``. Resampling with replacement duplicates samples, which shifts a
+set metric such as FID by an amount that depends on each set's spread; when a policy changes the spread, the
+raw percentiles of resampled differences are shifted away from the delta (they can exclude it). Measuring
+the spread about m removes that shift, so the interval always contains the delta it is reported with.
 """
 from __future__ import annotations
 
@@ -14,6 +19,16 @@ import numpy as np
 import torch
 
 Score = Callable[..., dict[str, float]]
+INTERVAL = ("95% basic bootstrap interval of the paired change, pivot about the median of the resampled "
+            "differences (removes the shift resampling gives set metrics)")
+
+
+def centred_interval(delta: float, differences: Sequence[float], level: float = 0.95) -> list[float]:
+    """The basic bootstrap interval of ``delta`` from resampled ``differences``, pivoted about their median."""
+    values = np.asarray(differences, dtype=np.float64)
+    tail = 100 * (1 - level) / 2
+    low, centre, high = np.percentile(values, [tail, 50, 100 - tail])
+    return [float(delta - (high - centre)), float(delta + (centre - low))]
 
 
 class PairedBootstrap:
@@ -30,17 +45,22 @@ class PairedBootstrap:
         self.baseline = baseline_metrics if baseline_metrics is not None else score(*baseline)
         self.baseline_resampled = [score(*(a[idx] for a in baseline)) for idx in self.indices]
 
-    def compare(self, data: Sequence[torch.Tensor], metrics: dict[str, float]) -> dict[str, dict]:
-        """``metrics`` = the full score of ``data``; returns {metric: {delta, ci95, resamples}} for the metrics the
-        resampling score computes (it may leave some out, e.g. ones that resampling with replacement distorts)."""
-        diffs: dict[str, list[float]] = {k: [] for k in metrics if k in self.baseline_resampled[0]}
+    def differences(self, data: Sequence[torch.Tensor]) -> dict[str, np.ndarray]:
+        """The resampled differences (resamples,) of every metric the resampling score computes."""
+        diffs: dict[str, list[float]] = {k: [] for k in self.baseline_resampled[0]}
         for idx, base in zip(self.indices, self.baseline_resampled):
             resampled = self.score(*(a[idx] for a in data))
             for k in diffs:
                 diffs[k].append(resampled[k] - base[k])
+        return {k: np.asarray(v) for k, v in diffs.items()}
+
+    def compare(self, data: Sequence[torch.Tensor], metrics: dict[str, float]) -> dict[str, dict]:
+        """``metrics`` = the full score of ``data``; returns {metric: {delta, ci95, resamples}} for the metrics the
+        resampling score computes (it may leave some out, e.g. ones that resampling with replacement distorts)."""
         out = {}
-        for k, values in diffs.items():
-            low, high = np.percentile(values, [2.5, 97.5])
-            out[k] = {"delta": float(metrics[k] - self.baseline[k]), "ci95": [float(low), float(high)],
-                      "resamples": len(values)}
+        for k, values in self.differences(data).items():
+            if k not in metrics:
+                continue
+            delta = float(metrics[k] - self.baseline[k])
+            out[k] = {"delta": delta, "ci95": centred_interval(delta, values), "resamples": len(values)}
         return out
