@@ -45,7 +45,7 @@ def test_dit_xl_2_loads_an_official_format_file_at_a_tiny_size(tmp_path):
     reference = DiT(DiTConfig(**TINY))
     reference.load_state_dict(torch.load(path, weights_only=True))
     assert torch.equal(c, reference.t_embedder(torch.full((3,), 999)) + reference.y_embedder(torch.tensor([0, 7, 999])))
-    assert adapter.describe()["sampler"] == {"name": "ddpm", "num_steps": 250, "cfg_scale": 1.5, "cfg_channels": 3,
+    assert adapter.describe()["sampler"] == {"choice": "ddpm", "name": "ddpm", "num_steps": 250, "cfg_scale": 1.5, "cfg_channels": 3,
                                              "learned_sigma": True}
     assert len(adapter.describe()["checkpoint"]["sha256"]) == 64
 

@@ -15,9 +15,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
     if args.what in ("models", "all"):
         width = max(len(m.sampler) for m in MODELS.values())
-        print(f"{'model':<18} {'task':<9} {'c dim':>5}  {'default sampler':<{width}}  checkpoint")
+        choices = {m.name: ", ".join(m.samplers) or "-" for m in MODELS.values()}
+        names = max(len(c) for c in choices.values())
+        print(f"{'model':<18} {'task':<9} {'c dim':>5}  {'default sampler':<{width}}  {'sampler=':<{names}}  checkpoint")
         for m in MODELS.values():
-            print(f"{m.name:<18} {m.task:<9} {m.c_dim:>5}  {m.sampler:<{width}}  {m.checkpoint_source}")
+            print(f"{m.name:<18} {m.task:<9} {m.c_dim:>5}  {m.sampler:<{width}}  {choices[m.name]:<{names}}  "
+                  f"{m.checkpoint_source}")
     if args.what in ("tasks", "all"):
         print()
         for t in TASKS.values():

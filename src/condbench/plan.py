@@ -27,19 +27,23 @@ class Cell:
 
 @dataclass(frozen=True)
 class CellCost:
+    """A cell's denoiser evaluations, counted from its sampler: ``per_sample`` (from scratch) and
+    ``per_sample_planned`` (after the shared prefix) are network rows per sample; None for adaptive samplers."""
+
     cell: Cell
     samples: int
     steps: int
-    evaluations_per_step: int
     shared_steps: int  # prefix steps taken from the baseline's cached states
+    per_sample: Optional[int]
+    per_sample_planned: Optional[int]
 
     @property
-    def from_scratch(self) -> int:
-        return self.samples * self.steps * self.evaluations_per_step
+    def from_scratch(self) -> Optional[int]:
+        return None if self.per_sample is None else self.samples * self.per_sample
 
     @property
-    def planned(self) -> int:
-        return self.samples * (self.steps - self.shared_steps) * self.evaluations_per_step
+    def planned(self) -> Optional[int]:
+        return None if self.per_sample_planned is None else self.samples * self.per_sample_planned
 
 
 def first_active_step(policy: Policy, num_steps: int) -> int:
@@ -74,33 +78,54 @@ def expand(suite: Suite, tasks: Optional[Sequence[str]] = None, models: Optional
     return cells
 
 
-def sampler_settings(suite: Suite, model: str) -> tuple[int, int]:
-    """(steps, network evaluations per sample and step) from the registry and the suite's overrides."""
+def planning_adapter(suite: Suite, model: str):
+    """The model's adapter without weights, with the suite's options: its sampler says what it will evaluate."""
+    entry = model_entry(model)
+    options = {**({"microbatch": suite.microbatch} if suite.microbatch else {}), **suite.model_options.get(model, {})}
+    return entry.planner(**options) if entry.planner is not None else None
+
+
+def _registry_sampler(suite: Suite, model: str) -> tuple[int, int]:
+    """(steps, rows per sample and step) from the registry's summary, for models without a planner."""
     entry = model_entry(model)
     options = suite.model_options.get(model, {})
-    steps = int(options.get("num_steps", entry.sampler_steps))
     guided = float(options.get("cfg_scale", entry.cfg_scale)) != 1.0
-    return steps, 2 if guided else 1
+    return int(options.get("num_steps", entry.sampler_steps)), 2 if guided else 1
 
 
 def costs(suite: Suite, cells: list[Cell], samples: int) -> list[CellCost]:
     out = []
     baselines = {(c.task, c.model) for c in cells if c.policy.is_baseline}
+    adapters = {model: planning_adapter(suite, model) for model in {c.model for c in cells}}
     for cell in cells:
-        steps, per_step = sampler_settings(suite, cell.model)
+        adapter = adapters[cell.model]
+        steps = adapter.sampler_steps if adapter is not None else _registry_sampler(suite, cell.model)[0]
         shared = shared_prefix(cell.policy, steps, (cell.task, cell.model) in baselines)
-        out.append(CellCost(cell, samples, steps, per_step, shared))
+        if adapter is not None:
+            per_sample, planned = adapter.planned_evaluations(0), adapter.planned_evaluations(shared)
+        else:
+            per_step = _registry_sampler(suite, cell.model)[1]
+            per_sample, planned = steps * per_step, (steps - shared) * per_step
+        out.append(CellCost(cell, samples, steps, shared, per_sample, planned))
     return out
 
 
 def format_plan(plan: list[CellCost]) -> str:
+    def count(value: Optional[int]) -> str:
+        return "adaptive" if value is None else f"{value:,}"
+
     lines = [f"{'task':<10} {'model':<14} {'policy':<34} {'samples':>8} {'steps':>6} {'shared':>7} "
              f"{'evaluations':>13} {'from scratch':>13}"]
     for c in plan:
         lines.append(f"{c.cell.task:<10} {c.cell.model:<14} {c.cell.policy.canonical():<34} {c.samples:>8} "
-                     f"{c.steps:>6} {c.shared_steps:>7} {c.planned:>13,} {c.from_scratch:>13,}")
-    planned, scratch = sum(c.planned for c in plan), sum(c.from_scratch for c in plan)
+                     f"{c.steps:>6} {c.shared_steps:>7} {count(c.planned):>13} {count(c.from_scratch):>13}")
+    known = [c for c in plan if c.planned is not None]
+    planned, scratch = sum(c.planned for c in known), sum(c.from_scratch for c in known)
     saving = 1 - planned / scratch if scratch else 0.0
     lines.append(f"{len(plan)} cells: {planned:,} denoiser evaluations planned, {scratch:,} from scratch "
-                 f"({saving:.1%} saved by continuing late-acting policies from the baseline's states)")
+                 f"({saving:.1%} saved by continuing late-acting policies from the baseline's states); a guided "
+                 "step counts both branches, an unguided one the conditional branch alone")
+    if len(known) < len(plan):
+        lines.append(f"{len(plan) - len(known)} cells use an adaptive sampler (dopri5): their evaluations are "
+                     "known only after the run")
     return "\n".join(lines)

@@ -26,6 +26,9 @@ class ModelEntry:
     resolver: Optional[Callable[[Optional[str]], Path]] = None  # ckpt option -> the local file, or a clear error
     # model options -> the local files, for models whose files are named by other options (a pipeline folder)
     options_resolver: Optional[Callable[[dict], Path]] = None
+    # model options -> the adapter without weights (network on the meta device): what its sampler will evaluate
+    planner: Optional[Callable[..., Adapter]] = None
+    samplers: tuple[str, ...] = ()  # names for the model option ``sampler``; the first is the default
 
     def resolve_checkpoint(self, ckpt: Optional[str] = None) -> Optional[Path]:
         """The checkpoint file this model would load (downloading it once if needed); None if it needs none."""
@@ -101,22 +104,38 @@ def _register_builtins() -> None:
         return require_file(ckpt or asset_path(ASSET_DIT), "digits DiT checkpoint",
                             "run `condbench train digits --out DIR` and pass --ckpt DIR/" + ASSET_DIT)
 
+    def digits_sampler(sampler: Optional[str]) -> None:
+        if sampler not in (None, "ddpm"):
+            raise ValueError(f"dit-digits has no sampler {sampler!r}; its samplers: ddpm")
+
     def dit_digits(ckpt: Optional[str] = None, device: str = "cpu", embedders_only: bool = False,
-                   **sampler: Any) -> Adapter:
+                   sampler: Optional[str] = None, **options: Any) -> Adapter:
+        digits_sampler(sampler)
         path = digits_checkpoint(ckpt)
         model, info = load_network(lambda: DiT(DIGITS_DIT_CONFIG), path, embedder_prefixes=DIT_EMBEDDERS,
                                    embedders_only=embedders_only)
-        return DiTAdapter(model, "dit-digits", checkpoint=info, **{**DIGITS_SAMPLER, **sampler}).to(device)
+        return DiTAdapter(model, "dit-digits", checkpoint=info, **{**DIGITS_SAMPLER, **options}).to(device)
+
+    def dit_digits_plan(sampler: Optional[str] = None, **options: Any) -> Adapter:
+        import torch
+
+        digits_sampler(sampler)
+        for only_files in ("ckpt", "device", "embedders_only"):
+            options.pop(only_files, None)
+        with torch.device("meta"):
+            model = DiT(DIGITS_DIT_CONFIG)
+        return DiTAdapter(model, "dit-digits", **{**DIGITS_SAMPLER, **options})
 
     register_model(ModelEntry("dit-digits", "digits", DIGITS_DIT_CONFIG.hidden_size,
                               f"DDPM {DIGITS_SAMPLER['num_steps']} respaced steps, learned sigma, "
                               f"CFG {DIGITS_SAMPLER['cfg_scale']}", "shipped in the package (condbench train digits)",
-                              dit_digits, DIGITS_SAMPLER["num_steps"], DIGITS_SAMPLER["cfg_scale"], digits_checkpoint))
+                              dit_digits, DIGITS_SAMPLER["num_steps"], DIGITS_SAMPLER["cfg_scale"], digits_checkpoint,
+                              planner=dit_digits_plan, samplers=("ddpm",)))
     for release in RELEASES:
         defaults = release.sampler_defaults
         register_model(ModelEntry(release.name, release.task, release.c_dim, release.sampler, release.weights.url,
                                   release.load, defaults.get(release.steps_key, 250), defaults.get("cfg_scale", 1.0),
-                                  release.resolve))
+                                  release.resolve, planner=release.plan, samplers=tuple(release.samplers)))
     for sd3 in SD3_RELEASES:
         register_model(_sd3_entry(sd3))
     register_task(TaskEntry("digits", "scikit-learn's 8x8 digits, 10 classes, built in (no download)", DigitsTask))

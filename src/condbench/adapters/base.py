@@ -153,6 +153,7 @@ class Adapter(abc.ABC):
 
     name: str = ""
     condition_kind: str = ""  # "class", "pose", "video" or "text"
+    sampler_choice: Optional[str] = None  # the registry's name of the sampler in use (model option ``sampler``)
 
     @property
     @abc.abstractmethod
@@ -191,6 +192,12 @@ class Adapter(abc.ABC):
     @abc.abstractmethod
     def evaluations_per_step(self) -> int:
         """Network rows evaluated per sample and step (2 with classifier-free guidance)."""
+
+    def planned_evaluations(self, first_step: int = 0) -> Optional[int]:
+        """Network rows ``sample`` evaluates per sample when it starts at ``first_step`` (a shared prefix before
+        it); None when the sampler cannot know in advance (adaptive solvers). Counts what the sampler does:
+        samplers that guide only some steps override it."""
+        return (self.sampler_steps - first_step) * self.evaluations_per_step()
 
     @abc.abstractmethod
     def decode(self, samples: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ the policy hook sees that batch and is told which rows belong to which branch.
 """
 from __future__ import annotations
 
+import abc
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -198,8 +199,27 @@ class ClassConditionalAdapter(Adapter):
     def evaluations_per_step(self) -> int:
         return 2 if self.guided else 1
 
+    def planned_evaluations(self, first_step: int = 0) -> Optional[int]:
+        """Both branches where the step is guided, the conditional one alone elsewhere (see :meth:`_evaluate`)."""
+        return sum(2 if self.guidance_scale(s) != 1.0 else 1 for s in range(first_step, self.sampler_steps))
+
     def decode(self, samples: torch.Tensor) -> torch.Tensor:
         return self.decoder(samples)
+
+    def decoder_description(self) -> dict | str:
+        """What decodes samples (its files and settings): outputs depend on it, so it enters the cache key."""
+        describe = getattr(self.decoder, "describe", None)
+        return describe() if describe is not None else getattr(self.decoder, "__qualname__", repr(self.decoder))
+
+    @abc.abstractmethod
+    def sampler_description(self) -> dict:
+        """The sampler's settings (name, steps, guidance): every one that changes the samples."""
+
+    def describe(self) -> dict:
+        sampler = {**({"choice": self.sampler_choice} if self.sampler_choice else {}), **self.sampler_description(),
+                   **({"microbatch": self.microbatch} if self.microbatch else {})}
+        return {"adapter": self.name, "family": self.family, "model_config": self.config.to_dict(),
+                "sampler": sampler, "decoder": self.decoder_description(), "checkpoint": self.checkpoint}
 
 
 class DiTAdapter(ClassConditionalAdapter):
@@ -234,9 +254,6 @@ class DiTAdapter(ClassConditionalAdapter):
                 progress(step + 1, num_steps)
         return SampleOutput(x, hooks.trace, states)
 
-    def describe(self) -> dict:
-        return {"adapter": self.name, "family": self.family, "model_config": self.config.to_dict(),
-                "sampler": {"name": "ddpm", "num_steps": self.num_steps, "cfg_scale": self.cfg_scale,
-                            "cfg_channels": self.cfg_channels, "learned_sigma": self.config.learn_sigma,
-                            **({"microbatch": self.microbatch} if self.microbatch else {})},
-                "checkpoint": self.checkpoint}
+    def sampler_description(self) -> dict:
+        return {"name": "ddpm", "num_steps": self.num_steps, "cfg_scale": self.cfg_scale,
+                "cfg_channels": self.cfg_channels, "learned_sigma": self.config.learn_sigma}

@@ -38,8 +38,6 @@ class MDTAdapter(DiTAdapter):
         t = int(self.diffusion.timestep_map[self.diffusion.num_steps - 1 - step])
         return power_cosine_scale(self.cfg_scale, t, self.scale_pow, self.diffusion_steps)
 
-    def describe(self) -> dict:
-        info = super().describe()
-        info["sampler"].update(guidance_schedule="power-cosine", scale_pow=self.scale_pow,
-                               diffusion_steps=self.diffusion_steps)
-        return info
+    def sampler_description(self) -> dict:
+        return {**super().sampler_description(), "guidance_schedule": "power-cosine", "scale_pow": self.scale_pow,
+                "diffusion_steps": self.diffusion_steps}

@@ -99,6 +99,11 @@ class TransportAdapter(ClassConditionalAdapter):
         low, high = interval
         return self.cfg_scale if low <= float(self.solver.times[step]) <= high else 1.0
 
+    def planned_evaluations(self, first_step: int = 0) -> Optional[int]:
+        if isinstance(self.solver, Dopri5ODE):
+            return None  # adaptive: the number of evaluations depends on the model and the tolerances
+        return super().planned_evaluations(first_step)
+
     def noise_draws_before(self, step: int) -> int:
         return self.solver.noise_draws_before(step) if isinstance(self.solver, TransportSolver) else 0
 
@@ -158,10 +163,7 @@ class TransportAdapter(ClassConditionalAdapter):
 
         return self.solver.solve(velocity, torch.cat([x, x]))[:1]
 
-    def describe(self) -> dict:
-        sampler = {**self.solver.describe(), "cfg_scale": self.cfg_scale, "cfg_channels": self.cfg_channels,
-                   "guidance_interval": list(self.spec.guidance_interval) if self.spec.guidance_interval else None,
-                   "velocity_channels": self.config.in_channels, "solver": self.spec.solver,
-                   **({"microbatch": self.microbatch} if self.microbatch else {})}
-        return {"adapter": self.name, "family": self.family, "model_config": self.config.to_dict(),
-                "sampler": sampler, "checkpoint": self.checkpoint}
+    def sampler_description(self) -> dict:
+        return {**self.solver.describe(), "cfg_scale": self.cfg_scale, "cfg_channels": self.cfg_channels,
+                "guidance_interval": list(self.spec.guidance_interval) if self.spec.guidance_interval else None,
+                "velocity_channels": self.config.in_channels, "solver": self.spec.solver}

@@ -172,6 +172,11 @@ class UViTAdapter(ClassConditionalAdapter):
     def noise_draws_before(self, step: int) -> int:
         return 0  # an ODE solver: the initial noise is all it draws
 
+    def planned_evaluations(self, first_step: int = 0) -> Optional[int]:
+        """Resuming at ``first_step`` recomputes the evaluations of its solver step before it (see ``sample``)."""
+        start = max(step.first for step in self.solver.steps if step.first <= first_step)
+        return super().planned_evaluations(start)
+
     @torch.no_grad()
     def mean_embedding(self, t: torch.Tensor) -> torch.Tensor:
         """Time token + mean label token over the real classes (c is linear in the label row): (1, D)."""
@@ -214,11 +219,7 @@ class UViTAdapter(ClassConditionalAdapter):
             x = self.solver.step(x, solver_step, data)
         return SampleOutput(x, hooks.trace, states)
 
-    def describe(self) -> dict:
-        return {"adapter": self.name, "family": self.family, "model_config": self.config.to_dict(),
-                "sampler": {**self.solver.describe(), "cfg_scale": self.cfg_scale,
-                            "guidance": "cond + (cfg_scale - 1) * (cond - uncond), all channels, null label 1000",
-                            "betas": "stable-diffusion sqrt-linear 0.00085..0.012, 1000 steps",
-                            "time_input": "t_continuous * 1000",
-                            **({"microbatch": self.microbatch} if self.microbatch else {})},
-                "checkpoint": self.checkpoint}
+    def sampler_description(self) -> dict:
+        return {**self.solver.describe(), "cfg_scale": self.cfg_scale,
+                "guidance": "cond + (cfg_scale - 1) * (cond - uncond), all channels, null label 1000",
+                "betas": "stable-diffusion sqrt-linear 0.00085..0.012, 1000 steps", "time_input": "t_continuous * 1000"}

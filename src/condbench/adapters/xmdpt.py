@@ -198,12 +198,5 @@ class XMDPTAdapter(MDTAdapter):
                 progress(step + 1, num_steps)
         return SampleOutput(x, hooks.trace, states)
 
-    def describe(self) -> dict:
-        decoder = self.decoder.describe() if hasattr(self.decoder, "describe") else repr(self.decoder)
-        return {"adapter": self.name, "family": self.family, "model_config": self.config.to_dict(),
-                "sampler": {"name": "ddim", "eta": 0.0, "clip_denoised": False, "num_steps": self.num_steps,
-                            "cfg_scale": self.cfg_scale, "cfg_channels": self.cfg_channels,
-                            "guidance_schedule": "power-cosine", "scale_pow": self.scale_pow,
-                            "diffusion_steps": self.diffusion_steps, "learned_sigma": self.config.learn_sigma,
-                            **({"microbatch": self.microbatch} if self.microbatch else {})},
-                "decoder": decoder, "checkpoint": self.checkpoint}
+    def sampler_description(self) -> dict:
+        return {**super().sampler_description(), "name": "ddim", "eta": 0.0, "clip_denoised": False}

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import torch
 from torch import nn
 
 from ..hub import WeightSource, resolve_weights
@@ -41,14 +42,28 @@ class ReleasedModel:
     task: str = "imagenet"
     decoder_at: Callable[[str], Callable] = lambda path: decoder_from_path(path)  # decoder=PATH -> the decoder
     check_file: Optional[Callable[[Path, dict], None]] = None  # (checkpoint, model_config) -> raises if it does not fit
+    # the samplers a user may pick with ``sampler=NAME`` (model option), each as its adapter options; the first is
+    # the official default
+    samplers: dict[str, dict] = field(default_factory=lambda: {"default": {}})
+
+    def sampler_options(self, sampler: Optional[str]) -> tuple[str, dict]:
+        """The chosen sampler's name and adapter options (the default's when ``sampler`` is None)."""
+        choice = next(iter(self.samplers)) if sampler is None else sampler
+        if choice not in self.samplers:
+            raise ValueError(f"{self.name} has no sampler {choice!r}; its samplers: {', '.join(self.samplers)} "
+                             f"(model option sampler=NAME; the first is the official default)")
+        return choice, {**self.sampler_defaults, **self.samplers[choice]}
 
     def resolve(self, ckpt: Optional[str] = None) -> Path:
         """The local checkpoint: ``ckpt``, the cached copy, or a one-time download."""
         return resolve_weights(self.weights, ckpt, what=f"{self.name} checkpoint")
 
     def load(self, ckpt: Optional[str] = None, device: str = "cpu", model_config: Optional[dict] = None,
-             embedders_only: bool = False, decoder: Optional[Any] = None, **sampler: Any) -> Adapter:
-        """The adapter for this release; ``embedders_only`` reads only the parts that form c (for analysis)."""
+             embedders_only: bool = False, decoder: Optional[Any] = None, sampler: Optional[str] = None,
+             **options: Any) -> Adapter:
+        """The adapter for this release; ``embedders_only`` reads only the parts that form c (for analysis);
+        ``sampler`` picks one of :attr:`samplers`, ``options`` override its settings (``num_steps``...)."""
+        choice, settings = self.sampler_options(sampler)
         path = self.resolve(ckpt)
         if self.check_file is not None:
             self.check_file(path, dict(model_config or {}))
@@ -58,8 +73,25 @@ class ReleasedModel:
         if isinstance(decoder, (str, Path)):
             decoder = self.decoder_at(decoder)
         adapter = self.adapter(network, self.name, checkpoint=info, decoder=decoder or self.decoder(),
-                               **{**self.sampler_defaults, **sampler})
+                               **{**settings, **options})
+        adapter.sampler_choice = choice
         return adapter.to(device)
+
+    def plan(self, model_config: Optional[dict] = None, sampler: Optional[str] = None, **options: Any) -> Adapter:
+        """The adapter with its network on the meta device and no weights: it answers what the sampler will do
+        (steps, evaluations) without any file, for ``--dry-run``. Options that only locate files are ignored."""
+        choice, settings = self.sampler_options(sampler)
+        for only_files in ("ckpt", "device", "embedders_only", "decoder"):
+            options.pop(only_files, None)
+        with torch.device("meta"):
+            network = self.network(dict(model_config or {}))
+        adapter = self.adapter(network, self.name, checkpoint={}, decoder=_no_decoder, **{**settings, **options})
+        adapter.sampler_choice = choice
+        return adapter
+
+
+def _no_decoder(samples):
+    raise RuntimeError("a planning adapter has no weights and decodes nothing")
 
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
@@ -112,13 +144,11 @@ def _uvit_adapter(network: nn.Module, name: str, **options: Any) -> Adapter:
     return UViTAdapter(network, name, **options)
 
 
-def _transport_adapter(spec_name: str) -> Callable[..., Adapter]:
-    def build(network: nn.Module, name: str, **options: Any) -> Adapter:
-        from . import sit
+def _transport_adapter(network: nn.Module, name: str, *, spec: str, **options: Any) -> Adapter:
+    """A transport adapter with the sampler spec named ``spec`` in ``sit`` (e.g. "SIT_SDE")."""
+    from . import sit
 
-        return sit.TransportAdapter(network, name, spec=getattr(sit, spec_name), **options)
-
-    return build
+    return sit.TransportAdapter(network, name, spec=getattr(sit, spec), **options)
 
 
 def _lightningdit_network(overrides: dict) -> nn.Module:
@@ -226,53 +256,61 @@ def _xmdpt_release(size: str, drive_id: str) -> ReleasedModel:
         XMDPT_SIZES[size]["hidden_size"], "DDIM 50 respaced steps (eta 0), CFG 2.0 power-cosine (pow 0.01) on all channels",
         dict(num_steps=50, cfg_scale=2.0, scale_pow=0.01), ignore_prefixes=XMDPT_TRAINING_ONLY_PREFIXES,
         embedder_prefixes=XMDPT_EMBEDDER_PREFIXES, decoder=_xmdpt_vae, task="pose", decoder_at=_xmdpt_vae,
-        check_file=_xmdpt_size_check(size))
+        check_file=_xmdpt_size_check(size), samplers={"ddim": {}})
 
 
 DIT_SAMPLER = "DDPM 250 respaced steps, learned sigma, CFG 1.5 on ch[:3]"
 MG_PARTS = tuple(f"https://github.com/tzco/diffusion-wo-cfg/releases/download/1.0/SiT-XL-2-MG-{p}" for p in "abcdef")
 
 RELEASES: list[ReleasedModel] = [
+    # DiT-XL/2 (facebookresearch/DiT): a raw state dict; a training checkpoint ({model, ema, opt, args}) loads its
+    # 'ema', as DiT's find_model does
     ReleasedModel("dit-xl-2", _dit_network(32), _dit_adapter,
                   WeightSource("DiT-XL-2-256x256.pt", "https://dl.fbaipublicfiles.com/DiT/models/DiT-XL-2-256x256.pt"),
-                  1152, DIT_SAMPLER, dict(num_steps=250, cfg_scale=1.5, cfg_channels=3)),
+                  1152, DIT_SAMPLER, dict(num_steps=250, cfg_scale=1.5, cfg_channels=3), state_keys=("ema",),
+                  samplers={"ddpm": {}}),
     ReleasedModel("dit-xl-2-512", _dit_network(64), _dit_adapter,
                   WeightSource("DiT-XL-2-512x512.pt", "https://dl.fbaipublicfiles.com/DiT/models/DiT-XL-2-512x512.pt"),
-                  1152, DIT_SAMPLER, dict(num_steps=250, cfg_scale=1.5, cfg_channels=3)),
+                  1152, DIT_SAMPLER, dict(num_steps=250, cfg_scale=1.5, cfg_channels=3), state_keys=("ema",),
+                  samplers={"ddpm": {}}),
     # MDTv2 (sail-sg/MDT): raw state dict; the side block and mask token only serve masked training
     ReleasedModel("mdt-xl-2", _mdt_network, _mdt_adapter,
                   WeightSource("mdt_xl2_v2_ckpt.pt", "https://huggingface.co/shgao/MDT-XL2/resolve/main/mdt_xl2_v2_ckpt.pt",
                                hf_repo="shgao/MDT-XL2"),
                   1152, "DDPM 250 respaced steps, learned sigma, CFG 3.8 power-cosine (pow 4) on ch[:3]",
                   dict(num_steps=250, cfg_scale=3.8, scale_pow=4.0, cfg_channels=3),
-                  ignore_prefixes=("sideblocks.", "mask_token")),
+                  ignore_prefixes=("sideblocks.", "mask_token"), samplers={"ddpm": {}}),
     # SiT-XL/2 (willisma/SiT): DiT's network; velocity = the first 4 output channels; SDE sampler of the paper's FID
-    ReleasedModel("sit-xl-2", _sit_network(), _transport_adapter("SIT_SDE"),
+    # by default, SiT's ODE samplers on request; a training checkpoint loads its 'ema' like SiT's find_model
+    ReleasedModel("sit-xl-2", _sit_network(), _transport_adapter,
                   WeightSource("SiT-XL-2-256x256.pt", "https://www.dl.dropboxusercontent.com/scl/fi/as9oeomcbub47de5g4be0/"
                                "SiT-XL-2-256.pt?rlkey=uxzxmpicu46coq3msb17b9ofa&dl=0"),
                   1152, "Euler-Maruyama SDE 250 steps (mean last step 0.04), CFG 1.5 on ch[:3]",
-                  dict(num_steps=250, cfg_scale=1.5)),
-    # REPA SiT-XL/2 (sihyun-yu/REPA): 4 output channels; the projector head serves training only
-    ReleasedModel("repa-sit-xl-2", _sit_network(learn_sigma=False), _transport_adapter("REPA_SDE"),
+                  dict(num_steps=250, cfg_scale=1.5), state_keys=("ema",),
+                  samplers={"sde": {"spec": "SIT_SDE"}, "ode": {"spec": "SIT_ODE"},
+                            "ode-euler": {"spec": "SIT_ODE_EULER"}}),
+    # REPA SiT-XL/2 (sihyun-yu/REPA): 4 output channels; the projector head serves training only; a training
+    # checkpoint ({model, ema, opt, args, steps}) loads its 'ema'
+    ReleasedModel("repa-sit-xl-2", _sit_network(learn_sigma=False), _transport_adapter,
                   WeightSource("last.pt", "https://www.dl.dropboxusercontent.com/scl/fi/cxedbs4da5ugjq5wg3zrg/last.pt"
                                "?rlkey=8otgrdkno0nd89po3dpwngwcc&st=apcc645o&dl=0"),
                   1152, "Euler-Maruyama SDE 250 steps to t=0.04 + mean step, CFG 1.8 for t <= 0.7",
-                  dict(num_steps=250, cfg_scale=1.8),
-                  ignore_prefixes=("projectors.",)),
+                  dict(num_steps=250, cfg_scale=1.8), state_keys=("ema",),
+                  ignore_prefixes=("projectors.",), samplers={"sde": {"spec": "REPA_SDE"}}),
     # MG (tzco/diffusion-wo-cfg): guidance trained in, no CFG at sampling; released in six parts; a training
     # checkpoint ({'ema', 'model', ...}) of which the EMA weights are used
-    ReleasedModel("mg-sit-xl-2", _sit_network(learn_sigma=False), _transport_adapter("MG_SDE"),
+    ReleasedModel("mg-sit-xl-2", _sit_network(learn_sigma=False), _transport_adapter,
                   WeightSource("SiT-XL-2-MG.pt", "https://github.com/tzco/diffusion-wo-cfg/releases/tag/1.0", parts=MG_PARTS),
                   1152, "Euler-Maruyama SDE 250 steps to t=0.04 + mean step, no CFG", dict(num_steps=250, cfg_scale=1.0),
-                  state_keys=("ema", "model")),
+                  state_keys=("ema", "model"), samplers={"sde": {"spec": "MG_SDE"}}),
     # LightningDiT-XL/1 (hustvl/LightningDiT), 800 epochs: a training checkpoint whose 'ema' is used
-    ReleasedModel("lightningdit-xl-1", _lightningdit_network, _transport_adapter("LIGHTNINGDIT_ODE"),
+    ReleasedModel("lightningdit-xl-1", _lightningdit_network, _transport_adapter,
                   WeightSource("lightningdit-xl-imagenet256-800ep.pt", "https://huggingface.co/hustvl/"
                                "lightningdit-xl-imagenet256-800ep/resolve/main/lightningdit-xl-imagenet256-800ep.pt",
                                hf_repo="hustvl/lightningdit-xl-imagenet256-800ep"),
                   1152, "Euler ODE 250 points, shift 0.3, CFG 6.7 on ch[:3] for t >= 0.125",
                   dict(num_steps=250, cfg_scale=6.7),
-                  state_keys=("ema",), decoder=_vavae_decoder),
+                  state_keys=("ema",), decoder=_vavae_decoder, samplers={"ode": {"spec": "LIGHTNINGDIT_ODE"}}),
     # U-ViT-H/2 (baofff/U-ViT): no AdaLN; c = label token + time token (the study's "y+t"). The authors publish
     # the file on Google Drive only. Images are decoded as U-ViT's evaluation does, with its own converted SD KL-f8
     # EMA autoencoder (autoencoder_kl_ema.pth, also Google Drive only); decoder=PATH takes another: a .pth file
@@ -281,7 +319,8 @@ RELEASES: list[ReleasedModel] = [
                   WeightSource("imagenet256_uvit_huge.pth",
                                "https://drive.google.com/file/d/13StUdrjaaSXjfqqF7M47BzPyhMAArQ4u/view", direct=False),
                   1152, "DPM-Solver-fast (singlestep, order 3) 50 evaluations, CFG 1.4 on all channels",
-                  dict(num_steps=50, cfg_scale=1.4), embedder_prefixes=("label_emb.",), decoder=_uvit_decoder),
+                  dict(num_steps=50, cfg_scale=1.4), embedder_prefixes=("label_emb.",), decoder=_uvit_decoder,
+                  samplers={"dpm-solver-fast": {}}),
     # X-MDPT (trungpx/xmdpt), pose-guided person images on DeepFashion: the authors publish each size's file
     # on Google Drive only (README table); decoded with their fine-tuned VAE folder (decoder=PATH)
     _xmdpt_release("S", "1loztAzrL6sQI7rarwb_x2233ZwNTVlvD"),
