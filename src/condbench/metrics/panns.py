@@ -130,7 +130,7 @@ def read_cnn14_state(path: str | Path) -> dict[str, torch.Tensor]:
     """The network weights of a Cnn14 16 kHz checkpoint, after checking its mel filters are the 16 kHz ones."""
     from ..checkpoints import load_state_dict
 
-    state = load_state_dict(path, key="model")
+    state = load_state_dict(path, key="model", allow_numpy=True)  # training checkpoints keep their sampler
     mel = state.get(_MEL_KEY)
     expected = panns_mel_filters()
     if mel is None or tuple(mel.shape) != tuple(expected.shape) or \
