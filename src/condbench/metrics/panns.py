@@ -160,10 +160,12 @@ def random_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
     """
     gen = torch.Generator().manual_seed(seed)
     out = {}
-    for key, value in Cnn14().state_dict().items():
+    with torch.device("meta"):  # shapes only: no time spent initialising 80M weights
+        template = Cnn14().state_dict()
+    for key, value in template.items():
         shape = value.shape
         if key.endswith("num_batches_tracked"):
-            tensor = torch.zeros_like(value)
+            tensor = torch.zeros(shape, dtype=value.dtype)
         elif key == "bn0.running_mean":
             tensor = -40.0 + 5.0 * torch.randn(shape, generator=gen)
         elif key == "bn0.running_var":
