@@ -248,7 +248,21 @@ def test_scores_equal_av_benchmark():
         assert scores[ours] == pytest.approx(float(io_[theirs]), rel=1e-6), ours
     assert scores["clips"] == 40 and scores["vggish_patches"] == 120
     assert scores["protocol"]["reference"] == AUDIO_PROTOCOL["reference"] and scores["protocol"]["is_splits"] == 10
+    assert scores["protocol"]["clip_seconds"] == 8.0
     json.dumps(scores)  # records are JSON
+
+
+def test_is_takes_clips_in_name_order_like_av_benchmark():
+    gen, gt, io_ = fixture_features()
+    names = [f"id{i:03d}" for i in range(40)]  # the fixture's rows are in name order
+    reverse = np.arange(40)[::-1]
+    shuffled = AudioFeatures(gen.vggish, gen.panns_embedding, gen.panns_logits, names).subset(reverse)
+    truth = AudioFeatures(gt.vggish, gt.panns_embedding, gt.panns_logits, names).subset(reverse)
+    scores = audio_scores(shuffled, truth, clip_seconds=8.16)
+    assert scores["is"] == pytest.approx(float(io_["is_mean"]), rel=1e-6)
+    assert scores["kl"] == pytest.approx(float(io_["kl_softmax"]), rel=1e-6)
+    assert scores["protocol"]["clip_seconds"] == 8.16
+    assert audio_scores(gen.subset(reverse), gt.subset(reverse))["is"] != pytest.approx(scores["is"], rel=1e-6)
 
 
 def test_kl_per_clip_is_the_textbook_divergence():

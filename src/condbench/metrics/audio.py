@@ -10,7 +10,7 @@ scored by :func:`audio_scores`:
 - FD_PANNs: Frechet distance between the Cnn14 16 kHz 2048-d embeddings, one per clip;
 - KL: mean over clips of KL(softmax(gt logits) || softmax(generated logits)) on Cnn14's 527 AudioSet logits,
   generated clip i paired with ground-truth clip i (av-benchmark's reported ``KL-PANNS-softmax``);
-- IS: Inception Score of the softmax of the generated clips' Cnn14 logits, clips shuffled with
+- IS: Inception Score of the softmax of the generated clips' Cnn14 logits, clips in name order shuffled with
   ``RandomState(2020)``, 10 splits at ``i * N // 10``; mean and std over splits.
 """
 from __future__ import annotations
@@ -47,7 +47,8 @@ AUDIO_PROTOCOL: dict = {
                 "one per clip",
     "kl": "mean over clips of KL(softmax(ground-truth logits) || softmax(generated logits)), Cnn14's 527 logits, "
           "paired by clip",
-    "is": f"Inception Score of softmax(Cnn14 logits) of the generated clips: shuffled with "
+    "is": f"Inception Score of softmax(Cnn14 logits) of the generated clips in clip-id order (av-benchmark reads "
+          f"files sorted by name), shuffled with "
           f"numpy RandomState({IS_SEED}), {IS_SPLITS} splits at i*N//{IS_SPLITS}; mean (is) and std (is_std)",
     "frechet": "float64 mean and unbiased covariance; ||mu1-mu2||^2 + Tr(S1 + S2 - 2 sqrtm(S1 S2))",
 }
@@ -189,9 +190,15 @@ def panns_inception_score(logits: np.ndarray | torch.Tensor, splits: int = IS_SP
     return float(np.mean(scores)), float(np.std(scores))
 
 
-def audio_scores(generated: AudioFeatures, ground_truth: AudioFeatures, is_splits: int = IS_SPLITS) -> dict:
+def audio_scores(generated: AudioFeatures, ground_truth: AudioFeatures, is_splits: int = IS_SPLITS,
+                 clip_seconds: Optional[float] = CLIP_SECONDS) -> dict:
     """{fd_vgg, fd_panns, kl, is, is_std, clips, vggish_patches, protocol} of generated clips paired with their
-    ground truth (same order; clip ids, when both carry them, must agree)."""
+    ground truth (same order; clip ids, when both carry them, must agree).
+
+    ``clip_seconds`` is recorded in the protocol: pass the cut the clips were prepared with. With clip ids, IS
+    takes the clips sorted by id, the order in which av-benchmark reads its folder of files (its shuffle and
+    splits depend on it); without, the order given.
+    """
     if len(generated) != len(ground_truth):
         raise ValueError(f"{len(generated)} generated clips cannot be paired with {len(ground_truth)} ground-truth clips")
     if generated.clip_ids is not None and ground_truth.clip_ids is not None and \
@@ -200,7 +207,8 @@ def audio_scores(generated: AudioFeatures, ground_truth: AudioFeatures, is_split
         raise ValueError(f"generated and ground-truth clips are not in the same order: position {wrong} is "
                          f"{generated.clip_ids[wrong]!r} vs {ground_truth.clip_ids[wrong]!r}")
     gen_patches, gt_patches = np.concatenate(generated.vggish), np.concatenate(ground_truth.vggish)
-    is_mean, is_std = panns_inception_score(generated.panns_logits, is_splits)
+    by_name = np.arange(len(generated)) if generated.clip_ids is None else np.argsort(generated.clip_ids, kind="stable")
+    is_mean, is_std = panns_inception_score(generated.panns_logits[by_name], is_splits)
     return {
         "fd_vgg": frechet_distance(*feature_statistics(gen_patches), *feature_statistics(gt_patches)),
         "fd_panns": frechet_distance(*feature_statistics(generated.panns_embedding),
@@ -210,5 +218,5 @@ def audio_scores(generated: AudioFeatures, ground_truth: AudioFeatures, is_split
         "is_std": is_std,
         "clips": len(generated),
         "vggish_patches": len(gen_patches),
-        "protocol": dict(AUDIO_PROTOCOL, is_splits=is_splits),
+        "protocol": dict(AUDIO_PROTOCOL, clip_seconds=clip_seconds, is_splits=is_splits),
     }
