@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoints import CheckpointMismatchError, load_strict
+from ..checkpoints import CheckpointMismatchError, load_state_dict, load_strict
 from ..hub import WeightSource, resolve_weights
 
 SAMPLE_RATE = 16000
@@ -128,8 +128,6 @@ class Cnn14(nn.Module):
 
 def read_cnn14_state(path: str | Path) -> dict[str, torch.Tensor]:
     """The network weights of a Cnn14 16 kHz checkpoint, after checking its mel filters are the 16 kHz ones."""
-    from ..checkpoints import load_state_dict
-
     state = load_state_dict(path, key="model", allow_numpy=True)  # training checkpoints keep their sampler
     mel = state.get(_MEL_KEY)
     expected = panns_mel_filters()
