@@ -56,12 +56,15 @@ def read_metadata(path: str | Path) -> dict:
 
 
 def load_state_dict(path: str | Path, key: Optional[str | tuple[str, ...]] = None,
-                    only_prefixes: Optional[tuple[str, ...]] = None) -> dict[str, torch.Tensor]:
+                    only_prefixes: Optional[tuple[str, ...]] = None,
+                    allow_numpy: bool = False) -> dict[str, torch.Tensor]:
     """Read a state dict without executing code.
 
     ``key`` picks a sub-dict (e.g. ``ema``; a tuple tries each in turn) when the file nests one.
     ``only_prefixes`` keeps just the tensors under those prefixes and reads no others: safetensors files
     are read key by key, torch files are memory-mapped, so a 3 GB checkpoint costs only what is kept.
+    ``allow_numpy`` also accepts numpy arrays beside the tensors (training checkpoints that carry, say, their
+    sampler's index arrays); they are rebuilt as data, no code is run.
     """
     path = Path(path)
     try:
@@ -72,7 +75,7 @@ def load_state_dict(path: str | Path, key: Optional[str | tuple[str, ...]] = Non
                 state = {k: handle.get_tensor(k) for k in handle.keys()
                          if only_prefixes is None or k.startswith(only_prefixes)}
         else:
-            state = _torch_load(path)
+            state = _torch_load(path, allow_numpy)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"refused to load {path}: it contains pickled objects other than tensors, which could run code "
@@ -93,19 +96,35 @@ def load_state_dict(path: str | Path, key: Optional[str | tuple[str, ...]] = Non
     return state
 
 
-def _torch_load(path: Path) -> object:
+def _torch_load(path: Path, allow_numpy: bool = False) -> object:
     """``torch.load`` with ``weights_only=True``, memory-mapped when the file is a zip archive (only what is
     used is read). Training checkpoints often carry their ``argparse.Namespace`` of options, a plain record
-    of attributes, which is allowed besides tensors."""
+    of attributes, which is allowed besides tensors; numpy arrays too with ``allow_numpy``."""
     import argparse
     import zipfile
 
+    safe = [argparse.Namespace] + (_numpy_array_globals() if allow_numpy else [])
     allowed = getattr(torch.serialization, "safe_globals", None)
     if allowed is None:  # torch < 2.5
-        torch.serialization.add_safe_globals([argparse.Namespace])
+        torch.serialization.add_safe_globals(safe)
         return torch.load(str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    with allowed([argparse.Namespace]):
+    with allowed(safe):
         return torch.load(str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+
+
+def _numpy_array_globals() -> list:
+    """What pickled numpy arrays and scalars name: the array rebuilders, under numpy 2's module names and, for
+    files saved with numpy 1, under the old ``numpy.core`` names (torch >= 2.6 takes such (object, name) pairs)."""
+    import numpy as np
+
+    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    dtype_classes = [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")] \
+        if hasattr(np, "dtypes") else []  # numpy >= 1.25 rebuilds dtypes through these classes
+    plain = [np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar] + dtype_classes
+    if tuple(int(part) for part in torch.__version__.split(".")[:2]) < (2, 6):
+        return plain
+    return plain + [(multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
+                    (multiarray.scalar, "numpy.core.multiarray.scalar")]
 
 
 def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str, ignore_prefixes: tuple = (),
