@@ -104,7 +104,7 @@ def _register_builtins() -> None:
                               dit_digits, DIGITS_SAMPLER["num_steps"], DIGITS_SAMPLER["cfg_scale"], digits_checkpoint))
     for release in RELEASES:
         defaults = release.sampler_defaults
-        register_model(ModelEntry(release.name, "imagenet", release.c_dim, release.sampler, release.weights.url,
+        register_model(ModelEntry(release.name, release.task, release.c_dim, release.sampler, release.weights.url,
                                   release.load, defaults.get(release.steps_key, 250), defaults.get("cfg_scale", 1.0),
                                   release.resolve))
     register_task(TaskEntry("digits", "scikit-learn's 8x8 digits, 10 classes, built in (no download)", DigitsTask))

@@ -17,6 +17,7 @@ from torch import nn
 from ..hub import WeightSource, resolve_weights
 from .base import Adapter
 from .loading import load_network
+from .mdsgen_model import MDSGEN_EMBEDDER_PREFIXES, MDSGEN_TRAINING_ONLY_PREFIXES
 from .vae import UVIT_AUTOENCODER_FILE, UVIT_AUTOENCODER_URL, SDVAEDecoder, UViTAutoencoderDecoder
 
 DIT_EMBEDDERS = ("t_embedder.", "y_embedder.")
@@ -38,6 +39,8 @@ class ReleasedModel:
     embedder_prefixes: tuple[str, ...] = DIT_EMBEDDERS
     decoder: Callable[[], Callable] = SDVAEDecoder
     steps_key: str = "num_steps"
+    task: str = "imagenet"  # the task whose conditions the model takes
+    decoder_option: Optional[Callable[[str | Path], Callable]] = None  # decoder=PATH -> decoder (default: image VAE)
 
     def resolve(self, ckpt: Optional[str] = None) -> Path:
         """The local checkpoint: ``ckpt``, the cached copy, or a one-time download."""
@@ -51,7 +54,7 @@ class ReleasedModel:
                                      ignore_prefixes=self.ignore_prefixes, embedder_prefixes=self.embedder_prefixes,
                                      embedders_only=embedders_only)
         if isinstance(decoder, (str, Path)):
-            decoder = decoder_from_path(decoder)
+            decoder = (self.decoder_option or decoder_from_path)(decoder)
         adapter = self.adapter(network, self.name, checkpoint=info, decoder=decoder or self.decoder(),
                                **{**self.sampler_defaults, **sampler})
         return adapter.to(device)
@@ -170,6 +173,27 @@ def _uvit_decoder() -> DecoderOnFirstUse:
                                     "checkpoint": UVIT_AUTOENCODER.filename, "source": UVIT_AUTOENCODER.url})
 
 
+def _mdsgen_network(overrides: dict) -> nn.Module:
+    from .mdsgen_model import MDSGEN_B_2, MDSGen
+
+    if "latent_size" in overrides:
+        overrides = {**overrides, "latent_size": tuple(overrides["latent_size"])}
+    return MDSGen(dataclasses.replace(MDSGEN_B_2, **overrides))
+
+
+def _mdsgen_adapter(network: nn.Module, name: str, **options: Any) -> Adapter:
+    from .mdsgen import MDSGenAdapter
+
+    return MDSGenAdapter(network, name, **options)
+
+
+def _audioldm_decoder(source: Optional[str | Path] = None) -> Callable:
+    """AudioLDM-s-full-v2's VAE and vocoder (hub id, or a local folder with vae/ and vocoder/), loaded on first use."""
+    from .audioldm import AUDIOLDM_REPO, AudioLDMDecoder
+
+    return AudioLDMDecoder(source or AUDIOLDM_REPO)
+
+
 def _sit_network(**fixed: Any) -> Callable[[dict], nn.Module]:
     def build(overrides: dict) -> nn.Module:
         from .dit_model import DIT_SIZES, DiT, DiTConfig
@@ -232,4 +256,14 @@ RELEASES: list[ReleasedModel] = [
                                "https://drive.google.com/file/d/13StUdrjaaSXjfqqF7M47BzPyhMAArQ4u/view", direct=False),
                   1152, "DPM-Solver-fast (singlestep, order 3) 50 evaluations, CFG 1.4 on all channels",
                   dict(num_steps=50, cfg_scale=1.4), embedder_prefixes=("label_emb.",), decoder=_uvit_decoder),
+    # MDSGen-B/2 (triton99/MDSGen): video-to-audio on CAVP features; a raw state dict whose side block and mask
+    # token serve masked training only; published on Google Drive only. Decoded with AudioLDM-s-full-v2's VAE and
+    # HiFi-GAN (decoder=PATH takes a local copy of that repository).
+    ReleasedModel("mdsgen-b-2", _mdsgen_network, _mdsgen_adapter,
+                  WeightSource("mdsgen_audioldm.pt",
+                               "https://drive.google.com/file/d/1XZoK-uU0mTWeRLilLZ_FtysRgearBxOp/view", direct=False),
+                  768, "DPM-Solver++ 2M (multistep) 50 steps, power-cosine CFG 5 (pow 0.01), two forwards",
+                  dict(num_steps=50, cfg_scale=5.0, scale_pow=0.01), ignore_prefixes=MDSGEN_TRAINING_ONLY_PREFIXES,
+                  embedder_prefixes=MDSGEN_EMBEDDER_PREFIXES, decoder=_audioldm_decoder,
+                  task="audio", decoder_option=_audioldm_decoder),
 ]
