@@ -1,7 +1,8 @@
 """DPM-Solver (Lu et al.) in continuous time on a discrete VP schedule, as LuChengTHU's reference files run it.
 
 :class:`DiscreteVPSchedule` reads N discrete betas as a function of t in (0, 1] (log alpha linear between the
-knots t_i = (i + 1) / N); the network sees t_input = (t - 1/N) * N, a float. Two solvers in data prediction
+knots t_i = (i + 1) / N); the network sees a float time (U-ViT: t * N; MDSGen's ``model_wrapper``:
+(t - 1/N) * 1000). Two solvers in data prediction
 (DPM-Solver++): :class:`DPMSolverFast` (singlestep, orders 3/2/1; U-ViT's ``dpm_solver_pp.py``) and
 :class:`DPMSolverMultistep` (multistep order 2, "DPM-Solver++ 2M"; MDSGen's ``dpm_solver_pytorch.py``
 ``sample(method='multistep', order=2)``). Both use solver_type 'dpmsolver', no thresholding, no final denoise.
