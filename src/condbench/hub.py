@@ -60,7 +60,7 @@ def resolve_weights(source: WeightSource, path: Optional[str | Path] = None, *, 
     if not source.direct:
         raise CheckpointNotFoundError(
             f"{what} not found: {source.filename!r} is not in the cache ({target}), and it is published only on "
-            f"a page a person downloads from: {source.url}\nHow to provide it: {how}.")
+            f"a page a person downloads from (download it by hand): {source.url}\nHow to provide it: {how}.")
     if not download or offline():
         raise CheckpointNotFoundError(
             f"{what} not found: {source.filename!r} is not in the cache ({target}) and downloads are off "

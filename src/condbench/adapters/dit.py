@@ -36,6 +36,28 @@ def _real_rows_only(hook: Callable, real: int) -> Callable:
     return apply
 
 
+def forward_in_microbatches(network: Callable[..., torch.Tensor], inputs: Sequence[torch.Tensor],
+                            hook: Optional[StepHook], microbatch: Optional[int]) -> torch.Tensor:
+    """``network(*inputs, hook)`` on rows (R, ...): at once, or in calls of exactly ``microbatch`` rows.
+
+    Matrix kernels may round differently for another number of rows; calls of a fixed size, the last one
+    padded by repeating its last row, make every row's output independent of the batch it came in.
+    """
+    if microbatch is None:
+        return network(*inputs, hook)
+    outputs, rows = [], len(inputs[0])
+    for a in range(0, rows, microbatch):
+        b = min(a + microbatch, rows)
+        pad = microbatch - (b - a)
+
+        def padded(v: torch.Tensor) -> torch.Tensor:
+            return torch.cat([v[a:b], v[b - 1:b].expand(pad, *v.shape[1:])]) if pad else v[a:b]
+
+        chunk_hook = None if hook is None else _real_rows_only(hook.rows(a, b), b - a)
+        outputs.append(network(*(padded(v) for v in inputs), chunk_hook)[: b - a])
+    return torch.cat(outputs)
+
+
 class ClassConditionalAdapter(Adapter):
     """What every class-conditional network with DiT's interface shares, whatever its sampler.
 
@@ -176,25 +198,8 @@ class ClassConditionalAdapter(Adapter):
         return self._guide(out, n, scale)
 
     def _forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, hook: Optional[StepHook]) -> torch.Tensor:
-        """The network on rows (R, ...): at once, or with ``microbatch`` in calls of exactly that many rows.
-
-        Matrix kernels may round differently for another number of rows; calls of a fixed size, the last one
-        padded by repeating its last row, make every row's output independent of the batch it came in.
-        """
-        m = self.microbatch
-        if m is None:
-            return self.model(x, t, y, hook)
-        outputs = []
-        for a in range(0, len(x), m):
-            b = min(a + m, len(x))
-            pad = m - (b - a)
-
-            def padded(v: torch.Tensor) -> torch.Tensor:
-                return torch.cat([v[a:b], v[b - 1:b].expand(pad, *v.shape[1:])]) if pad else v[a:b]
-
-            chunk_hook = None if hook is None else _real_rows_only(hook.rows(a, b), b - a)
-            outputs.append(self.model(padded(x), padded(t), padded(y), chunk_hook)[: b - a])
-        return torch.cat(outputs)
+        """The network on rows (R, ...): at once, or with ``microbatch`` in calls of exactly that many rows."""
+        return forward_in_microbatches(self.model, (x, t, y), hook, self.microbatch)
 
     def evaluations_per_step(self) -> int:
         return 2 if self.guided else 1

@@ -15,9 +15,12 @@ import torch
 from .dit import DiTAdapter
 
 
-def power_cosine_scale(cfg_scale: float, t: int, scale_pow: float, diffusion_steps: int = 1000) -> float:
-    """MDT's guidance scale at model timestep ``t``, evaluated in float32 like the official code."""
-    t = torch.tensor(t, dtype=torch.int64)
+def power_cosine_scale(cfg_scale: float, t: int | float | torch.Tensor, scale_pow: float,
+                       diffusion_steps: int = 1000) -> float:
+    """MDT's guidance scale at model timestep ``t`` (an integer, or a float timestep as MDSGen's DPM-Solver feeds),
+    evaluated in float32 like the official code."""
+    t = torch.as_tensor(t)
+    t = t.to(torch.float32) if t.is_floating_point() else t  # an integer t stays int64: t / steps is float32 then
     ramp = (1 - torch.cos(((1 - t / diffusion_steps) ** scale_pow) * math.pi)) * 1 / 2  # float32 in [0, 1]
     return float((cfg_scale - 1) * ramp + 1)
 

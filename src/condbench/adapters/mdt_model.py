@@ -14,7 +14,7 @@ them explicitly with :data:`MDT_TRAINING_ONLY_PREFIXES`. Every attention keeps t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -50,25 +50,35 @@ MDT_TRAINING_ONLY_PREFIXES = ("sideblocks.", "mask_token")
 MDT_EMBEDDER_PREFIXES = ("t_embedder.", "y_embedder.")
 
 
-def relative_position_index(grid: int) -> torch.Tensor:
-    """(T, T) index into the bias table for T = grid**2 tokens in row-major order (BEiT's layout, no cls).
+Grid = Union[int, tuple[int, int]]  # a square side, or (rows, cols) of a rectangular token grid
 
-    Token pairs (i, j) at rows/cols (ri, ci), (rj, cj) share the entry (ri - rj + g - 1) * (2g - 1) + ci - cj + g - 1.
+
+def grid_shape(grid: Grid) -> tuple[int, int]:
+    """(rows, cols) of a token grid given as its side or as (rows, cols)."""
+    return (grid, grid) if isinstance(grid, int) else (int(grid[0]), int(grid[1]))
+
+
+def relative_position_index(grid: Grid) -> torch.Tensor:
+    """(T, T) index into the bias table for the T = rows * cols tokens in row-major order (BEiT's layout, no cls).
+
+    Token pairs (i, j) at rows/cols (ri, ci), (rj, cj) share the entry (ri - rj + R - 1) * (2C - 1) + ci - cj + C - 1.
     """
-    coords = torch.arange(grid)
-    rows, cols = coords.repeat_interleave(grid), coords.repeat(grid)  # each (T,)
-    d_row = rows[:, None] - rows[None, :] + grid - 1  # (T, T)
-    d_col = cols[:, None] - cols[None, :] + grid - 1  # (T, T)
-    return d_row * (2 * grid - 1) + d_col
+    n_rows, n_cols = grid_shape(grid)
+    rows = torch.arange(n_rows).repeat_interleave(n_cols)  # (T,)
+    cols = torch.arange(n_cols).repeat(n_rows)  # (T,)
+    d_row = rows[:, None] - rows[None, :] + n_rows - 1  # (T, T)
+    d_col = cols[:, None] - cols[None, :] + n_cols - 1  # (T, T)
+    return d_row * (2 * n_cols - 1) + d_col
 
 
 class RelativePositionBias(nn.Module):
     """A learned bias per head and relative offset; the table keeps BEiT's 3 unused cls rows."""
 
-    def __init__(self, grid: int, num_heads: int):
+    def __init__(self, grid: Grid, num_heads: int):
         super().__init__()
-        self.num_tokens = grid * grid
-        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * grid - 1) ** 2 + 3, num_heads))
+        n_rows, n_cols = grid_shape(grid)
+        self.num_tokens = n_rows * n_cols
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * n_rows - 1) * (2 * n_cols - 1) + 3, num_heads))
         self.register_buffer("relative_position_index", relative_position_index(grid))
 
     def forward(self) -> torch.Tensor:
@@ -80,7 +90,7 @@ class RelativePositionBias(nn.Module):
 class RelPosAttention(DiTAttention):
     """DiT's attention (``qkv``, ``proj``) with MDT's relative position bias added to the logits."""
 
-    def __init__(self, dim: int, num_heads: int, grid: int):
+    def __init__(self, dim: int, num_heads: int, grid: Grid):
         super().__init__(dim, num_heads)
         self.rel_pos_bias = RelativePositionBias(grid, num_heads)
 
@@ -96,7 +106,7 @@ class MDTBlock(DiTBlock):
     """DiT's adaLN-Zero block with relative-position attention and, for skip blocks, ``skip_linear``
     that merges [x, skip] (2D -> D) before the block."""
 
-    def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float, grid: int, skip: bool):
+    def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float, grid: Grid, skip: bool):
         super().__init__(hidden_size, num_heads, mlp_ratio)
         self.attn = RelPosAttention(hidden_size, num_heads, grid)  # replaces DiT's bias-free attention
         self.skip_linear = nn.Linear(2 * hidden_size, hidden_size) if skip else None

@@ -18,6 +18,7 @@ from torch import nn
 from ..hub import WeightSource, resolve_weights
 from .base import Adapter
 from .loading import load_network
+from .mdsgen_model import MDSGEN_EMBEDDER_PREFIXES, MDSGEN_TRAINING_ONLY_PREFIXES
 from .vae import UVIT_AUTOENCODER_FILE, UVIT_AUTOENCODER_URL, SDVAEDecoder, UViTAutoencoderDecoder
 
 DIT_EMBEDDERS = ("t_embedder.", "y_embedder.")
@@ -205,6 +206,27 @@ def _uvit_decoder() -> DecoderOnFirstUse:
                                     "checkpoint": UVIT_AUTOENCODER.filename, "source": UVIT_AUTOENCODER.url})
 
 
+def _mdsgen_network(overrides: dict) -> nn.Module:
+    from .mdsgen_model import MDSGEN_B_2, MDSGen
+
+    if "latent_size" in overrides:
+        overrides = {**overrides, "latent_size": tuple(overrides["latent_size"])}
+    return MDSGen(dataclasses.replace(MDSGEN_B_2, **overrides))
+
+
+def _mdsgen_adapter(network: nn.Module, name: str, **options: Any) -> Adapter:
+    from .mdsgen import MDSGenAdapter
+
+    return MDSGenAdapter(network, name, **options)
+
+
+def _audioldm_decoder(source: Optional[str | Path] = None) -> Callable:
+    """AudioLDM-s-full-v2's VAE and vocoder (hub id, or a local folder with vae/ and vocoder/), loaded on first use."""
+    from .audioldm import AUDIOLDM_REPO, AudioLDMDecoder
+
+    return AudioLDMDecoder(source or AUDIOLDM_REPO)
+
+
 def _sit_network(**fixed: Any) -> Callable[[dict], nn.Module]:
     def build(overrides: dict) -> nn.Module:
         from .dit_model import DIT_SIZES, DiT, DiTConfig
@@ -326,4 +348,14 @@ RELEASES: list[ReleasedModel] = [
     _xmdpt_release("S", "1loztAzrL6sQI7rarwb_x2233ZwNTVlvD"),
     _xmdpt_release("B", "1nNPWGhvRZVwjBMfgilbgZNdcn1I1DUgH"),
     _xmdpt_release("L", "1No_WJBD25HVmYLaKirrI_7k04RpOkNos"),
+    # MDSGen-B/2 (triton99/MDSGen): video-to-audio on CAVP features; a raw state dict whose side block and mask
+    # token serve masked training only; published on Google Drive only. Decoded with AudioLDM-s-full-v2's VAE and
+    # HiFi-GAN (decoder=PATH takes a local copy of that repository).
+    ReleasedModel("mdsgen-b-2", _mdsgen_network, _mdsgen_adapter,
+                  WeightSource("mdsgen_audioldm.pt",
+                               "https://drive.google.com/file/d/1XZoK-uU0mTWeRLilLZ_FtysRgearBxOp/view", direct=False),
+                  768, "DPM-Solver++ 2M (multistep) 50 steps, power-cosine CFG 5 (pow 0.01), two forwards",
+                  dict(num_steps=50, cfg_scale=5.0, scale_pow=0.01), ignore_prefixes=MDSGEN_TRAINING_ONLY_PREFIXES,
+                  embedder_prefixes=MDSGEN_EMBEDDER_PREFIXES, decoder=_audioldm_decoder,
+                  task="audio", decoder_at=_audioldm_decoder, samplers={"dpm-solver++": {}}),
 ]

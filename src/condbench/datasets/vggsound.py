@@ -1,0 +1,245 @@
+"""VGGSound test clips for video-to-audio (MDSGen): the published split, clip files, frames, audio, CAVP features.
+
+Files: the published ``vggsound.csv`` (https://www.robots.ox.ac.uk/~vgg/data/vggsound/vggsound.csv): no header,
+one clip per row ``youtube_id,start_seconds,label,split`` (labels holding commas are quoted; split is ``train``
+or ``test``). Clips are 10 s mp4 files named ``{youtube_id}_{start:06d}.mp4`` (as MDSGen names its example,
+``__2MwJ2uHu0_000004``) in one folder; optional precomputed CAVP features ``{name}.npz`` (``arr_0`` (T, 512), MDSGen
+``inference.py`` reads them) and ground-truth audio ``{name}.wav``.
+
+Frames follow Diff-Foley's ``Extract_CAVP_Features`` (which MDSGen's README points to): 4 fps from the clip start,
+RGB, resized to 224x224 with PIL bilinear, ``ToTensor`` to [0, 1], no mean/std. Diff-Foley re-encodes with
+ffmpeg's ``fps=4`` filter; here frames come through decord, each picked as the decoded frame whose timestamp is
+nearest k / 4 s (decord has no fps argument), indices clamped to the clip's last frame (decord can hang when
+asked for frames past the real end, dmlc/decord#373). The encoder sees up to 40 frames (the whole 10 s clip, as
+MDSGen's shipped features were computed) and MDSGen keeps the first 32 (8 s). Audio: 16 kHz mono, the first
+8.16 s (130,560 samples, MDSGen's ``truncate``), from ``{name}.wav`` when present (soundfile, librosa to
+resample), else from the clip's audio stream through decord's ``AudioReader``.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+CSV_URL = "https://www.robots.ox.ac.uk/~vgg/data/vggsound/vggsound.csv"
+FPS = 4
+FRAMES = 32  # what MDSGen reads: int(4 * 130560 / 16000)
+CONTEXT_FRAMES = 40  # what the encoder sees: the whole 10 s clip
+FRAME_SIZE = 224
+SAMPLE_RATE = 16000
+AUDIO_SAMPLES = 130560  # 8.16 s, MDSGen's ``truncate``
+CLIP_SECONDS = AUDIO_SAMPLES / SAMPLE_RATE
+FEATURE_DIM = 512
+NAME_FORMAT = "{youtube_id}_{start:06d}"
+
+
+class ClipError(ValueError):
+    """A clip, audio or feature file that cannot be used; the message names the file and the remedy."""
+
+
+@dataclass(frozen=True)
+class VGGSoundClip:
+    """One row of the split: a YouTube video, the second its 10 s clip starts at, its label and split."""
+
+    youtube_id: str
+    start: int
+    label: str
+    split: str
+
+    @property
+    def name(self) -> str:
+        """The clip's file stem, ``{youtube_id}_{start:06d}``."""
+        return NAME_FORMAT.format(youtube_id=self.youtube_id, start=self.start)
+
+
+def read_split(csv_path: str | Path, split: Optional[str] = "test") -> list[VGGSoundClip]:
+    """The clips of ``split`` (None: all) listed in the published csv, in file order."""
+    path = Path(csv_path)
+    if not path.is_file():
+        raise ClipError(f"VGGSound split file not found at {path.resolve()}; download it from {CSV_URL}")
+    clips = []
+    with open(path, newline="", encoding="utf-8") as handle:
+        for line, row in enumerate(csv.reader(handle), start=1):
+            if not row:
+                continue
+            if len(row) != 4 or not row[1].strip().isdigit() or row[3].strip() not in ("train", "test"):
+                raise ClipError(f"{path}:{line}: expected 'youtube_id,start_seconds,label,split' with split train "
+                                f"or test (the published vggsound.csv, no header), got {row!r}")
+            clip = VGGSoundClip(row[0].strip(), int(row[1]), row[2].strip(), row[3].strip())
+            if split is None or clip.split == split:
+                clips.append(clip)
+    return clips
+
+
+def _open_video(path: Path):
+    """A decord VideoReader on ``path``, or a ClipError saying why the clip is unusable."""
+    if not path.is_file():
+        raise ClipError(f"clip not found: {path.resolve()}")
+    from decord import VideoReader, cpu
+
+    try:
+        reader = VideoReader(str(path), ctx=cpu(0), num_threads=1)
+    except Exception as error:  # decord raises its own DECORDError (and RuntimeError) for unreadable files
+        raise ClipError(f"cannot read video from {path}: {str(error).splitlines()[0] if str(error) else error}. "
+                        "The file is truncated, not a video, or has no video stream; download the clip again") from None
+    if len(reader) == 0:
+        raise ClipError(f"{path} holds no video frames; download the clip again")
+    return reader
+
+
+def frame_indices(starts: np.ndarray, count: int, fps: float = FPS) -> np.ndarray:
+    """For targets k / fps (k < count), the index of the frame whose start time is nearest: (count,) int64.
+
+    ``starts`` (L,) are the decoded frames' start times, increasing; indices never pass L - 1.
+    """
+    targets = np.arange(count) / fps
+    right = np.clip(np.searchsorted(starts, targets), 0, len(starts) - 1)
+    left = np.clip(right - 1, 0, len(starts) - 1)
+    nearer_left = np.abs(starts[left] - targets) <= np.abs(starts[right] - targets)
+    return np.where(nearer_left, left, right).astype(np.int64)
+
+
+def read_frames(path: str | Path, max_frames: int = CONTEXT_FRAMES, min_frames: int = FRAMES,
+                min_seconds: float = CLIP_SECONDS) -> torch.Tensor:
+    """RGB frames at 4 fps from the start of the clip at ``path``: (T, 3, 224, 224) float in [0, 1], T in
+    [min_frames, max_frames] (as many 4 fps instants as the clip lasts)."""
+    from PIL import Image
+
+    path = Path(path)
+    reader = _open_video(path)
+    stamps = np.asarray(reader.get_frame_timestamp(np.arange(len(reader))), dtype=np.float64)  # (L, 2) start, end
+    duration = float(stamps[-1, 1])
+    if duration < min_seconds - 1e-3:
+        raise ClipError(f"{path} lasts {duration:.2f} s, shorter than the {min_seconds:.2f} s MDSGen generates")
+    count = min(max_frames, int(np.ceil(duration * FPS - 1e-6)))
+    if count < min_frames:
+        raise ClipError(f"{path} gives {count} frames at {FPS} fps, fewer than {min_frames}")
+    indices = frame_indices(stamps[:, 0], count)
+    try:
+        batch = reader.get_batch(indices.tolist()).asnumpy()  # (T, H, W, 3) uint8
+    except Exception as error:
+        raise ClipError(f"cannot decode frames {indices.min()}..{indices.max()} of {path}: {error}. The file is "
+                        "truncated or damaged; download the clip again") from None
+    resized = [np.asarray(Image.fromarray(frame).resize((FRAME_SIZE, FRAME_SIZE), Image.BILINEAR)) for frame in batch]
+    return torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2).float() / 255.0  # (T, 3, 224, 224)
+
+
+def read_audio(path: str | Path, samples: int = AUDIO_SAMPLES) -> torch.Tensor:
+    """The first ``samples`` of a clip's sound at 16 kHz mono: (samples,) float32 in [-1, 1].
+
+    ``.wav``/``.flac`` files are read with soundfile (resampled with librosa if needed); video files through
+    decord's AudioReader.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ClipError(f"audio not found: {path.resolve()}")
+    if path.suffix.lower() in (".wav", ".flac"):
+        import soundfile
+
+        try:
+            audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # (L, channels)
+        except Exception as error:
+            raise ClipError(f"cannot read audio from {path}: {error}") from None
+        audio = audio.mean(axis=1)
+        if rate != SAMPLE_RATE:
+            import librosa
+
+            audio = librosa.resample(audio, orig_sr=rate, target_sr=SAMPLE_RATE)
+    else:
+        from decord import AudioReader, cpu
+
+        try:
+            audio = AudioReader(str(path), ctx=cpu(0), sample_rate=SAMPLE_RATE, mono=True)[:].asnumpy()[0]  # (L,)
+        except Exception as error:  # decord's DECORDError for a clip without sound or a damaged one
+            raise ClipError(f"cannot read the audio stream of {path}: {str(error).splitlines()[0]}. The clip has no "
+                            "sound or is damaged; download it again, or put the sound beside it as a .wav") from None
+    if len(audio) < samples:
+        raise ClipError(f"{path} holds {len(audio) / SAMPLE_RATE:.2f} s of sound, shorter than the "
+                        f"{samples / SAMPLE_RATE:.2f} s compared with MDSGen's output")
+    return torch.from_numpy(np.ascontiguousarray(audio[:samples], dtype=np.float32))
+
+
+def read_features(path: str | Path, frames: int = FRAMES) -> torch.Tensor:
+    """Precomputed CAVP features: ``arr_0`` (T >= frames, 512) of an ``.npz`` -> the first frames (frames, 512)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ClipError(f"CAVP feature file not found: {path.resolve()}")
+    try:
+        with np.load(path) as archive:
+            feats = archive["arr_0"]
+    except Exception as error:
+        raise ClipError(f"cannot read CAVP features from {path} ({error.__class__.__name__}: {error}); expected an "
+                        ".npz holding arr_0 of shape (T, 512) (np.savez(path, features))") from None
+    if feats.ndim != 2 or feats.shape[1] != FEATURE_DIM or feats.shape[0] < frames:
+        raise ClipError(f"{path}: arr_0 has shape {feats.shape}, expected (T, {FEATURE_DIM}) with T >= {frames} "
+                        f"(CAVP features at 4 fps)")
+    return torch.from_numpy(np.ascontiguousarray(feats[:frames], dtype=np.float32))
+
+
+class VGGSoundClips:
+    """The clips of a split over a folder of clip files (and optionally feature and audio folders)."""
+
+    def __init__(self, clip_dir: str | Path, clips: list[VGGSoundClip], feature_dir: Optional[str | Path] = None,
+                 audio_dir: Optional[str | Path] = None):
+        self.clip_dir = Path(clip_dir)
+        self.clips = clips
+        self.feature_dir = Path(feature_dir) if feature_dir is not None else None
+        self.audio_dir = Path(audio_dir) if audio_dir is not None else None
+
+    @classmethod
+    def from_csv(cls, csv_path: str | Path, clip_dir: str | Path, split: str = "test", **folders) -> "VGGSoundClips":
+        return cls(clip_dir, read_split(csv_path, split), **folders)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int) -> VGGSoundClip:
+        return self.clips[index]
+
+    def video_path(self, index: int) -> Path:
+        return self.clip_dir / f"{self.clips[index].name}.mp4"
+
+    def feature_path(self, index: int) -> Optional[Path]:
+        return self.feature_dir / f"{self.clips[index].name}.npz" if self.feature_dir is not None else None
+
+    def audio_path(self, index: int) -> Path:
+        """``{name}.wav`` in the audio folder when it exists, else the clip itself."""
+        if self.audio_dir is not None and (self.audio_dir / f"{self.clips[index].name}.wav").is_file():
+            return self.audio_dir / f"{self.clips[index].name}.wav"
+        return self.video_path(index)
+
+    def frames(self, index: int) -> torch.Tensor:
+        """(T, 3, 224, 224) in [0, 1], 4 fps from the clip start, 32 <= T <= 40."""
+        return read_frames(self.video_path(index))
+
+    def audio(self, index: int) -> torch.Tensor:
+        """The ground-truth sound (130560,) at 16 kHz mono."""
+        return read_audio(self.audio_path(index))
+
+    def features(self, index: int, encoder=None) -> torch.Tensor:
+        """CAVP features (32, 512): the precomputed file when there is one, else ``encoder.encode`` of the frames."""
+        path = self.feature_path(index)
+        if path is not None and path.is_file():
+            return read_features(path)
+        if encoder is None:
+            where = f"{path} does not exist and " if path is not None else ""
+            raise ClipError(f"no CAVP features for clip {self.clips[index].name}: {where}no encoder was given to "
+                            "compute them from the video")
+        return encoder.encode(self.frames(index)[None])[0]
+
+    def missing(self) -> list[Path]:
+        """Files the task needs that are absent: each clip's video unless its features are precomputed, and its
+        audio; empty when everything is there."""
+        absent = []
+        for i in range(len(self)):
+            feature = self.feature_path(i)
+            if (feature is None or not feature.is_file()) and not self.video_path(i).is_file():
+                absent.append(self.video_path(i))
+            if not self.audio_path(i).is_file():
+                absent.append(self.audio_path(i))
+        return absent
+
