@@ -296,7 +296,8 @@ def test_missing_xmdpt_files_say_download_by_hand_with_the_drive_page(isolated_c
     from condbench.checkpoints import CheckpointNotFoundError
 
     with pytest.raises(CheckpointNotFoundError, match="(?s)XMDPT_L_2/ema_0.9999_300000.pt.*published only on a page "
-                                                      "a person downloads from: https://drive.google.com/file/d/"
+                                                      r"a person downloads from \(download it by hand\): "
+                                                      "https://drive.google.com/file/d/"
                                                       "1No_WJBD25HVmYLaKirrI_7k04RpOkNos.*--ckpt"):
         condbench.load_adapter("xmdpt-l-2")
     with pytest.raises(CheckpointNotFoundError, match="(?s)fine-tuned VAE not found.*drive.google.com/file/d/"
