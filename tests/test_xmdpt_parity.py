@@ -253,13 +253,6 @@ def official_file(path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def isolated_cache(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("CONDBENCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("CONDBENCH_OFFLINE", "1")
-    return tmp_path / "cache"
-
-
 def test_registry_loads_xmdpt_from_an_official_file_and_drops_training_keys_by_name(tmp_path, model, cond, golden):
     import condbench
     from condbench.registry import model_entry
