@@ -168,7 +168,8 @@ def test_a_full_disk_is_one_line_and_loses_nothing(run_dir, tmp_path, capsys, mo
         raise OSError(errno.ENOSPC, "No space left on device")
 
     if full == "results.json":
-        monkeypatch.setattr(storage, "_commit", lambda tmp, target: no_space() if target.name == full else commit(tmp, target))
+        monkeypatch.setattr(storage, "_commit",
+                            lambda tmp, target: no_space() if target.name == full else commit(tmp, target))
     else:
         monkeypatch.setattr(storage, "_append", no_space)
     suite_file = write_suite(tmp_path / "s.yaml", tiny_suite())
@@ -199,7 +200,8 @@ def test_ctrl_c_prints_what_was_kept_and_how_to_resume(tmp_path):
     output = process.communicate(timeout=120)[0]
     assert process.returncode == 130, output
     assert "Traceback" not in output
-    assert re.search(rf"interrupted. Nothing finished is lost; kept: [12] finished cell\(s\) in {out / 'results.jsonl'}: "
+    assert re.search(rf"interrupted. Nothing finished is lost; kept: [12] finished cell\(s\) in "
+                     rf"{out / 'results.jsonl'}: "
                      r"dit-digits baseline.*; \d+ finished shard file\(s\) in " + str(out / "cache"), output), output
     assert f"Resume with: condbench run {suite_file} -o {out}" in output
     assert not list(out.glob(".*.tmp")) and not list(out.glob("cache/*/.*.tmp"))
@@ -234,7 +236,8 @@ def test_a_kill_during_any_write_leaves_no_torn_file(run_dir, tmp_path, target):
     policies = ("baseline", "tail:0.05", "head:0.5") if target == "shard" else ("baseline", "tail:0.05")
     suite_file = write_suite(tmp_path / "s.yaml", tiny_suite(policies=policies))
     killed = subprocess.run([sys.executable, "-c", KILL_DURING_WRITE, target, "run", str(suite_file), "-o",
-                             str(run_dir)], capture_output=True, text=True, env={**os.environ, "CONDBENCH_NO_PROGRESS": "1"})
+                             str(run_dir)], capture_output=True, text=True,
+                            env={**os.environ, "CONDBENCH_NO_PROGRESS": "1"})
     assert killed.returncode == -signal.SIGKILL, killed.stdout[-2000:] + killed.stderr[-2000:]
     if target == "results.jsonl":
         assert (run_dir / target).read_bytes() != before[target]  # the torn half line is there...

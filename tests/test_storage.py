@@ -101,6 +101,10 @@ def test_a_torn_last_line_is_ignored_with_a_warning_and_repaired(tmp_path):
     assert path.read_text() == '{"policy": "baseline"}\n'  # repaired: the next append starts a line of its own
     append_line(path, json.dumps({"policy": "head:1"}))
     assert [r["policy"] for r in read_jsonl(path)] == ["baseline", "head:1"]
+    with open(path, "a") as handle:
+        handle.write('{"policy": "head:2"}')  # whole, only its newline missing: kept
+    append_line(path, json.dumps({"policy": "head:3"}), log=pytest.fail)
+    assert [r["policy"] for r in read_jsonl(path)] == ["baseline", "head:1", "head:2", "head:3"]
 
 
 def test_an_append_that_fails_is_undone(tmp_path, monkeypatch):

@@ -122,7 +122,8 @@ class ShardCache:
 
     def put(self, key: str, arrays: dict[str, np.ndarray]) -> None:
         """Write atomically, with the key and the arrays' checksum inside the file."""
-        atomic_save_npz(self.path(key), {**arrays, KEY_FIELD: np.array(key), CHECKSUM_FIELD: np.array(arrays_sha256(arrays))})
+        stamp = {KEY_FIELD: np.array(key), CHECKSUM_FIELD: np.array(arrays_sha256(arrays))}
+        atomic_save_npz(self.path(key), {**arrays, **stamp})
 
     @contextlib.contextmanager
     def lock(self, key: str, wait: bool) -> Iterator[bool]:

@@ -94,8 +94,9 @@ def _cmd_run(args: argparse.Namespace, score_only: bool = False) -> int:
     except KeyboardInterrupt:
         from .runner import kept_summary
 
-        print(f"\ncondbench {args.command}: interrupted. Nothing finished is lost; {kept_summary(out, options.cache_dir)}."
-              f"\nResume with: {shlex.join(['condbench', *args.argv])}", file=sys.stderr)
+        print(f"\ncondbench {args.command}: interrupted. Nothing finished is lost; "
+              f"{kept_summary(out, options.cache_dir)}.\nResume with: {shlex.join(['condbench', *args.argv])}",
+              file=sys.stderr)
         return 130
     if results is not None:  # rank 0
         page = build_report([out], out / "index.html")

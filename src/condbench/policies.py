@@ -110,7 +110,7 @@ def _parse_action(spec: str, text: str) -> Action:
     if name == "topk":
         k = _number(spec, arg, "K", integer=True)
         if k < 1:
-            raise PolicySpecError(spec, "K must be >= 1 (topk:K keeps the K largest dimensions; topk:0 would remove all)")
+            raise PolicySpecError(spec, "K must be >= 1 (topk:K keeps the K largest dimensions; 0 would keep none)")
         return Action(name, k)
     if name == "random":
         fraction = _number(spec, arg, "FRACTION")

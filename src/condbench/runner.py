@@ -318,7 +318,7 @@ def kept_summary(out_dir: str | Path, cache_dir: Optional[str | Path] = None) ->
     out = Path(out_dir)
     cache = Path(cache_dir) if cache_dir else out / "cache"
     records = newest_records(out / "results.jsonl", log=lambda _: None)
-    cells = ", ".join(f"{r.get('model')} {r.get('policy')}" for r in records[:10]) + (" ..." if len(records) > 10 else "")
+    cells = ", ".join(f"{r.get('model')} {r.get('policy')}" for r in records[:10]) + (" ..." * (len(records) > 10))
     shards = sum(1 for folder in cache.glob("??") for _ in folder.glob("*.npz")) if cache.is_dir() else 0
     return (f"kept: {len(records)} finished cell(s) in {out / 'results.jsonl'}{': ' + cells if records else ''}; "
             f"{shards} finished shard file(s) in {cache}")
@@ -346,7 +346,8 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
     cells = [c for c in cells if c.model in runnable]
     if world.is_main:
         ensure_folder(out, "output folder")
-    cache = ShardCache(ensure_folder(options.cache_dir or out / "cache", "cache folder"), log=log)
+    # every rank reports the cache files it moves aside
+    cache = ShardCache(ensure_folder(options.cache_dir or out / "cache", "cache folder"), log=options.log)
     if world.is_main:
         clean_stale_temporaries([out, out / "samples", *cache.folders()], log)
     env = environment()

@@ -126,22 +126,26 @@ def _append(path: Path, data: bytes) -> None:
 
 
 def _repair_tail(path: Path, log: Log) -> None:
-    """Cut a torn last line (one without its newline, left by a killed append) off ``path``."""
+    """End ``path`` with a newline: a last line without one (left by a killed append) is cut off, unless it
+    is a whole JSON record (then only its newline was missing)."""
     try:
         with open(path, "rb+") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            if size == 0:
+            data = handle.read()
+            if not data or data.endswith(b"\n"):
                 return
-            handle.seek(size - 1)
-            if handle.read(1) == b"\n":
-                return
-            handle.seek(0)
-            keep = handle.read().rfind(b"\n") + 1
-            handle.truncate(keep)
+            keep = data.rfind(b"\n") + 1
+            try:
+                json.loads(data[keep:])
+                handle.write(b"\n")
+                torn = False
+            except ValueError:
+                handle.truncate(keep)
+                torn = True
             os.fsync(handle.fileno())
     except FileNotFoundError:
         return
-    log(f"warning: {path}: its last line was torn ({size - keep} bytes of an unfinished write); removed it")
+    if torn:
+        log(f"warning: {path}: its last line was torn ({len(data) - keep} bytes of an unfinished write); removed it")
 
 
 def append_line(path: str | Path, line: str, log: Log = print) -> None:
