@@ -133,16 +133,28 @@ def test_nan_in_c_names_the_cell_and_the_conditions_and_keeps_earlier_cells(tmp_
     assert (tmp_path / "analysis_dit_digits.npz").is_file() and not (tmp_path / "analysis_nan_c_digits.npz").exists()
 
 
-def test_nan_logits_name_the_cell_and_the_sample_indices(tmp_path):
-    classifier, _ = load_classifier()
+@pytest.mark.parametrize("broken, message", [
+    # an infinite bias: logit 2 of every sample is infinite, found as the shard is computed
+    ("head.bias", "digits / dit-digits / baseline: logits of the samples: 10 of 10 in indices 0..9 are NaN or "
+                  "infinite (first: index 0)"),
+    # a NaN weight: logit 2 is NaN for every sample, which the row check leaves to the metrics (evaluators fill
+    # metrics that are off with NaN), and IS comes out NaN
+    ("head.weight", "digits / dit-digits / baseline (logits): metric(s) is are NaN or infinite; output column(s) "
+                    "[2] are NaN for every sample (indices 0..19)"),
+])
+def test_non_finite_logits_name_the_cell_and_the_samples(tmp_path, broken, message):
+    classifier, _ = load_classifier()  # the real classifier, with one parameter broken
     with torch.no_grad():
-        classifier.head.weight[2, 0] = float("nan")  # features stay finite; every logit row gets a NaN
-    path = tmp_path / "nan_classifier.safetensors"
+        if broken == "head.bias":
+            classifier.head.bias[2] = float("inf")
+        else:
+            classifier.head.weight[2, 0] = float("nan")
+    path = tmp_path / "broken_classifier.safetensors"
     save_safetensors(classifier.state_dict(), path, {})
     with pytest.raises(NonFiniteSamplesError) as error:
         run_suite(tiny_suite(classifier=str(path)), tmp_path / "run", RunOptions(**QUIET))
-    assert str(error.value).startswith("digits / dit-digits / baseline: logits of the samples: 10 of 10 in indices "
-                                       "0..9 are NaN or infinite (first: index 0)")
+    assert str(error.value).startswith(message)
+    assert not (tmp_path / "run" / "results.jsonl").exists()  # no record of numbers made from NaN
 
 
 @pytest.mark.parametrize("where", ["out-is-a-file", "cache-is-a-file", "parent-is-a-file"])
@@ -161,6 +173,7 @@ def test_a_folder_that_cannot_be_written_is_one_line_before_any_work(tmp_path, c
 
 @pytest.mark.parametrize("full", ["results.json", "results.jsonl"])
 def test_a_full_disk_is_one_line_and_loses_nothing(run_dir, tmp_path, capsys, monkeypatch, full):
+    monkeypatch.setenv("CONDBENCH_NO_PROGRESS", "1")
     before = snapshot(run_dir)
     commit, append = storage._commit, storage._append
 

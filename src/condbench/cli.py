@@ -91,6 +91,9 @@ def _cmd_run(args: argparse.Namespace, score_only: bool = False) -> int:
                          cache_dir=Path(args.cache) if args.cache else None, score_only=score_only, **filters)
     try:
         results = run_suite(suite, out, options)
+        if results is not None:  # rank 0
+            page = build_report([out], out / "index.html")
+            print(f"results: {results}\nreport: {page}")
     except KeyboardInterrupt:
         from .runner import kept_summary
 
@@ -98,9 +101,6 @@ def _cmd_run(args: argparse.Namespace, score_only: bool = False) -> int:
               f"{kept_summary(out, options.cache_dir)}.\nResume with: {shlex.join(['condbench', *args.argv])}",
               file=sys.stderr)
         return 130
-    if results is not None:  # rank 0
-        page = build_report([out], out / "index.html")
-        print(f"results: {results}\nreport: {page}")
     return 0
 
 

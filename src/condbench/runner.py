@@ -34,7 +34,7 @@ from .adapters.base import Adapter, PolicyTrace, SamplerState
 from .analysis import analyze
 from .cache import ShardCache, cache_key
 from .distributed import World
-from .finite import NonFiniteError, require_finite
+from .finite import NonFiniteError, require_finite, require_finite_metrics
 from .paired import PairedBootstrap
 from .metrics.inception import quantize_uint8
 from .metrics.reference_batch import BatchNpzWriter
@@ -141,9 +141,10 @@ def compute_shard(ctx: CellContext, policy: Policy, start: int, stop: int) -> di
         while len(images) >= FEATURE_BATCH or (final and len(images)):
             chunk = images[:FEATURE_BATCH]
             f, l = task.evaluator.features(chunk, conditions[done:done + len(chunk)])
-            for values, what in ((f, "features"), (l, "logits")):  # (N, F), (N, K)
-                require_finite(values, f"{ctx.cell(policy)}: {what} of the samples", first_index=done,
-                               error=NonFiniteSamplesError)
+            require_finite(f, f"{ctx.cell(policy)}: features of the samples", first_index=done,  # (N, F)
+                           error=NonFiniteSamplesError)
+            require_finite(l, f"{ctx.cell(policy)}: logits of the samples", first_index=done,  # (N, K)
+                           error=NonFiniteSamplesError, placeholders=True)
             features.append(f.numpy())
             logits.append(l.numpy())
             images, done = images[FEATURE_BATCH:], done + len(chunk)
@@ -402,6 +403,7 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
             data = _assemble([g["shards"] for g in gathered], shards)
             scored = (torch.from_numpy(data["features"]), torch.from_numpy(data["logits"]), labels)
             metrics = task.evaluator.score(*scored)
+            require_finite_metrics(metrics, scored[1], f"{ctx.cell(policy)} (logits)", error=NonFiniteSamplesError)
             if policy.is_baseline:
                 resample_score = getattr(task.evaluator, "bootstrap_score", task.evaluator.score)
                 comparison = PairedBootstrap(resample_score, scored, suite.bootstrap, seed=suite.seed,

@@ -36,6 +36,8 @@ class AnalysisSettings(TypedDict, total=False):
 
 @dataclass(config=ConfigDict(extra="forbid", strict=True))
 class Suite:
+    """A validated suite; constructing one checks every field's type (raises pydantic's ValidationError)."""
+
     name: str
     task: Union[str, list[str]]  # one task name or a list of them
     models: list[str] = Field(min_length=1)
