@@ -64,7 +64,7 @@ def test_suites_validate_before_any_work(tmp_path):
     assert "quickstart" in load_suite("quickstart").name
     with pytest.raises(ValueError, match="baseline"):
         small_suite(policies=["tail:0.1"])
-    with pytest.raises(ValueError, match="same policy twice"):
+    with pytest.raises(ValueError, match="same policy is listed twice"):
         small_suite(policies=["baseline", "tail:0.1", "tail:0.10"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\ntask: digits\nmodels: [dit-digits]\npolicies: [baseline, tial:1]\n")
