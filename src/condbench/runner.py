@@ -64,11 +64,20 @@ class MissingShardsError(RuntimeError):
     """``condbench score`` found cells that were never sampled into the cache."""
 
 
+def float32_precision() -> dict:
+    """How float32 matrix products and convolutions ran: TF32 changes GPU numbers (the official DiT, SiT, REPA,
+    MG and MDT sampling scripts turn it on; condbench leaves PyTorch's defaults unless told otherwise)."""
+    return {"dtype": "float32", "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32), "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
+            "applies": "cuda" if torch.cuda.is_available() else "no (CPU: TF32 exists only on NVIDIA GPUs)"}
+
+
 def environment() -> dict:
-    """Versions and device, for the provenance of every result."""
+    """Versions, device and arithmetic, for the provenance of every result."""
     return {"condbench": __version__, "torch": torch.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "numpy": np.__version__,
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "precision": float32_precision(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(sys.argv)}
 
@@ -428,7 +437,7 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
                 "work": {"shards": len(shards), "shards_from_cache": sum(g["cached"] for g in gathered),
                          "denoiser_evaluations": sum(g["evaluations"] for g in gathered), "processes": world.size},
                 "timing": {"seconds": seconds, "samples_per_s": n / seconds if seconds > 0 else None},
-                "environment": {k: env[k] for k in ("condbench", "torch", "cuda")}, "device": str(adapter.device),
+                "environment": {k: env[k] for k in ("condbench", "torch", "cuda", "precision")}, "device": str(adapter.device),
             }
             if suite.keep_samples:
                 npz = out / "samples" / f"{slug(f'{model_name}|{policy.key()}')}.npz"
