@@ -121,7 +121,7 @@ class VGGish(nn.Module):
 def load_vggish(path: Optional[str | Path] = None, device: str | torch.device = "cpu",
                 download: bool = True) -> VGGish:
     """VGGish with the published torchvggish weights (``path``, else the cache, else downloaded once)."""
-    file = resolve_weights(VGGISH_WEIGHTS, path, what="VGGish weights (FD_VGG)", option="--vggish-weights",
+    file = resolve_weights(VGGISH_WEIGHTS, path, what="VGGish weights (FD_VGG)", option="the audio task option vggish_weights (suite task_options)",
                            download=download)
     model = VGGish()
     load_strict(model, load_state_dict(file), str(file))
