@@ -183,7 +183,7 @@ def test_cnn14_missing_weights_name_the_file_and_url(empty_cache):
         panns.load_cnn14()
     message = str(error.value)
     assert "Cnn14_16k_mAP=0.438.pth" in message and "zenodo.org/record/3987831" in message
-    assert str(empty_cache) in message and "--panns-weights" in message
+    assert str(empty_cache) in message and "task option panns_weights" in message
 
 
 # --- reading and resampling ---------------------------------------------------------------------------------------

@@ -96,6 +96,7 @@ def _register_builtins() -> None:
     from .adapters.zoo import DIT_EMBEDDERS, RELEASES
     from .checkpoints import require_file
     from .tasks import asset_path
+    from .tasks.audio import AudioTask
     from .tasks.digits import ASSET_DIT, DIGITS_DIT_CONFIG, DIGITS_SAMPLER, DigitsTask
     from .tasks.imagenet import ImageNetTask
     from .tasks.text import TextTask
@@ -135,7 +136,8 @@ def _register_builtins() -> None:
         defaults = release.sampler_defaults
         register_model(ModelEntry(release.name, release.task, release.c_dim, release.sampler, release.weights.url,
                                   release.load, defaults.get(release.steps_key, 250), defaults.get("cfg_scale", 1.0),
-                                  release.resolve, planner=release.plan, samplers=tuple(release.samplers)))
+                                  release.resolve, options_resolver=release.resolve_options, planner=release.plan,
+                                  samplers=tuple(release.samplers)))
     for sd3 in SD3_RELEASES:
         register_model(_sd3_entry(sd3))
     register_task(TaskEntry("digits", "scikit-learn's 8x8 digits, 10 classes, built in (no download)", DigitsTask))
@@ -143,6 +145,8 @@ def _register_builtins() -> None:
                             ImageNetTask))
     register_task(TaskEntry("text", "text-to-image on a prompt set (COCO captions by default): CLIP score, clean-FID",
                             TextTask))
+    register_task(TaskEntry("audio", "video-to-audio on the VGGSound test clips (MDSGen): FD_VGG, FD_PANNs, KL, IS "
+                            "(av-benchmark protocol)", AudioTask))
 
 
 def _sd3_entry(release) -> ModelEntry:

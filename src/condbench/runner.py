@@ -127,6 +127,14 @@ def _shard_key(ctx: CellContext, kind: str, start: int, stop: int, **extra) -> s
     return cache_key(kind=kind, start=start, stop=stop, **ctx.identity, **extra)
 
 
+def stored_samples(decoded: torch.Tensor) -> np.ndarray:
+    """What ``keep_samples`` keeps: images (N, C, H, W) quantised to uint8 NHWC as samplers save them; waveforms
+    (N, L) as they are (float32)."""
+    if decoded.ndim == 2:
+        return decoded.float().numpy()  # (N, L)
+    return quantize_uint8(decoded).permute(0, 2, 3, 1).numpy()  # (N, H, W, C)
+
+
 def compute_shard(ctx: CellContext, policy: Policy, start: int, stop: int) -> dict[str, np.ndarray]:
     """Sample indices start..stop-1 under ``policy``; returns the arrays the cache stores for the shard."""
     adapter, task = ctx.adapter, ctx.task
@@ -168,7 +176,7 @@ def compute_shard(ctx: CellContext, policy: Policy, start: int, stop: int) -> di
         require_finite(out.samples, f"{ctx.cell(policy)}: samples", first_index=b0, error=NonFiniteSamplesError)
         images = adapter.decode(out.samples).cpu()
         if ctx.suite.keep_samples:
-            kept.append(quantize_uint8(images).permute(0, 2, 3, 1).numpy())  # (N, H, W, C)
+            kept.append(stored_samples(images))
         pending.append(images)
         extract(final=b1 == stop)
         grid.append(images[: max(0, ctx.grid_count - b0)].numpy())
@@ -248,16 +256,30 @@ def _missing(ctx: CellContext, policy: Policy, shard: tuple[int, int]) -> str:
 def write_samples_npz(ctx: CellContext, policy: Policy, shards: list[tuple[int, int]], path: Path) -> Path:
     """The cell's samples, uint8 NHWC in index order, as ``arr_0`` (the format ADM's evaluator reads), with
     the requested class (or prompt) of each sample as ``labels``; streamed shard by shard from the cache, where every
-    rank put its shards."""
-    writer = BatchNpzWriter(path)
-    for shard in shards:
+    rank put its shards. Waveforms (N, L) are written float32 with ``labels`` (the clip indices) and
+    ``sample_rate``."""
+    def samples(shard: tuple[int, int]) -> np.ndarray:
         found = ctx.cache.get(_cell_key(ctx, policy, shard))
         if found is None or "samples" not in found:
             raise MissingShardsError(_missing(ctx, policy, shard))
-        samples = found["samples"]
-        writer.append(torch.from_numpy(samples).permute(0, 3, 1, 2))  # (N, C, H, W)
+        return found["samples"]
+
+    if samples(shards[0]).ndim == 2:  # waveforms (N, L): float32, with the clip indices they pair with
+        atomic_save_npz(path, {"arr_0": np.concatenate([samples(s) for s in shards]),
+                               "labels": np.asarray(_score_labels(ctx.task)),
+                               "sample_rate": np.int64(ctx.adapter.sample_rate)})
+        return path
+    writer = BatchNpzWriter(path)
+    for shard in shards:
+        writer.append(torch.from_numpy(samples(shard)).permute(0, 3, 1, 2))  # (N, C, H, W)
     labels = ctx.task.conditions()  # class ids (a tensor) or prompts (a list of strings)
     return writer.close(labels=labels.numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels))
+
+
+def _score_labels(task):
+    """What the metrics pair sample i with: ``task.score_labels()`` (e.g. clip indices) or its conditions."""
+    labels = getattr(task, "score_labels", task.conditions)()
+    return labels if isinstance(labels, torch.Tensor) else np.asarray(labels)
 
 
 def _assemble(parts: list[dict], shards: list[tuple[int, int]]) -> dict[str, np.ndarray]:
@@ -375,6 +397,7 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
         task_description = task.describe()
         summary["models"][model_name] = description
         summary["tasks"][task_name] = task_description
+        getattr(task, "prepare_adapter", lambda _: None)(adapter)  # e.g. the clips' mean c for mask=fixed
         if world.is_main:
             log(f"[{model_name}] embedding analysis over {len(task.analysis_conditions())} conditions")
             try:
@@ -399,9 +422,7 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
                       if not cache.path(_cell_key(ctx, c.policy, s)).is_file()]
             if absent:
                 raise MissingShardsError(f"{len(absent)} shard(s) missing:\n" + "\n".join(absent))
-        labels = task.conditions()
-        if not isinstance(labels, torch.Tensor):  # prompts: an array, so paired-bootstrap resamples can index it
-            labels = np.asarray(labels)
+        labels = _score_labels(task)  # prompts become an array, so paired-bootstrap resamples can index it
         comparison: Optional[PairedBootstrap] = None
         for cell in group:
             policy = cell.policy

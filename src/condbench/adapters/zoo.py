@@ -43,6 +43,8 @@ class ReleasedModel:
     task: str = "imagenet"
     decoder_at: Callable[[str], Callable] = lambda path: decoder_from_path(path)  # decoder=PATH -> the decoder
     check_file: Optional[Callable[[Path, dict], None]] = None  # (checkpoint, model_config) -> raises if it does not fit
+    # decoder option (None: the default) -> raises CheckpointNotFoundError when the decoder's files are absent
+    check_decoder: Optional[Callable[[Optional[Any]], None]] = None
     # the samplers a user may pick with ``sampler=NAME`` (model option), each as its adapter options; the first is
     # the official default
     samplers: dict[str, dict] = field(default_factory=lambda: {"default": {}})
@@ -58,6 +60,25 @@ class ReleasedModel:
     def resolve(self, ckpt: Optional[str] = None) -> Path:
         """The local checkpoint: ``ckpt``, the cached copy, or a one-time download."""
         return resolve_weights(self.weights, ckpt, what=f"{self.name} checkpoint", option=checkpoint_option(self.name))
+
+    def resolve_options(self, options: dict) -> Path:
+        """The checkpoint of the suite's model options, after checking the decoder's files too: one error names
+        every missing file (the run's preflight lists it)."""
+        from ..checkpoints import CheckpointNotFoundError
+
+        problems, path = [], None
+        try:
+            path = self.resolve(options.get("ckpt"))
+        except CheckpointNotFoundError as error:
+            problems.append(str(error))
+        if self.check_decoder is not None:
+            try:
+                self.check_decoder(options.get("decoder"))
+            except CheckpointNotFoundError as error:
+                problems.append(str(error))
+        if problems:
+            raise CheckpointNotFoundError("\n".join(problems))
+        return path
 
     def load(self, ckpt: Optional[str] = None, device: str = "cpu", model_config: Optional[dict] = None,
              embedders_only: bool = False, decoder: Optional[Any] = None, sampler: Optional[str] = None,
@@ -227,6 +248,12 @@ def _audioldm_decoder(source: Optional[str | Path] = None) -> Callable:
     return AudioLDMDecoder(source or AUDIOLDM_REPO)
 
 
+def _audioldm_available(source: Optional[str | Path] = None) -> None:
+    from .audioldm import AUDIOLDM_REPO, require_audioldm
+
+    require_audioldm(source or AUDIOLDM_REPO)
+
+
 def _sit_network(**fixed: Any) -> Callable[[dict], nn.Module]:
     def build(overrides: dict) -> nn.Module:
         from .dit_model import DIT_SIZES, DiT, DiTConfig
@@ -357,5 +384,6 @@ RELEASES: list[ReleasedModel] = [
                   768, "DPM-Solver++ 2M (multistep) 50 steps, power-cosine CFG 5 (pow 0.01), two forwards",
                   dict(num_steps=50, cfg_scale=5.0, scale_pow=0.01), ignore_prefixes=MDSGEN_TRAINING_ONLY_PREFIXES,
                   embedder_prefixes=MDSGEN_EMBEDDER_PREFIXES, decoder=_audioldm_decoder,
-                  task="audio", decoder_at=_audioldm_decoder, samplers={"dpm-solver++": {}}),
+                  task="audio", decoder_at=_audioldm_decoder, samplers={"dpm-solver++": {}},
+                  check_decoder=_audioldm_available),
 ]

@@ -144,7 +144,7 @@ def read_cnn14_state(path: str | Path) -> dict[str, torch.Tensor]:
 def load_cnn14(path: Optional[str | Path] = None, device: str | torch.device = "cpu", download: bool = True) -> Cnn14:
     """Cnn14 16 kHz with the published PANNs weights (``path``, else the cache, else downloaded once)."""
     file = resolve_weights(CNN14_16K_WEIGHTS, path, what="PANNs Cnn14 16 kHz weights (FD_PANNs, KL, IS)",
-                           option="--panns-weights", download=download)
+                           option="the audio task option panns_weights (suite task_options)", download=download)
     model = Cnn14()
     load_strict(model, read_cnn14_state(file), str(file))
     return model.eval().to(device)

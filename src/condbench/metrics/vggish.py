@@ -121,8 +121,8 @@ class VGGish(nn.Module):
 def load_vggish(path: Optional[str | Path] = None, device: str | torch.device = "cpu",
                 download: bool = True) -> VGGish:
     """VGGish with the published torchvggish weights (``path``, else the cache, else downloaded once)."""
-    file = resolve_weights(VGGISH_WEIGHTS, path, what="VGGish weights (FD_VGG)", option="--vggish-weights",
-                           download=download)
+    file = resolve_weights(VGGISH_WEIGHTS, path, what="VGGish weights (FD_VGG)", download=download,
+                           option="the audio task option vggish_weights (suite task_options)")
     model = VGGish()
     load_strict(model, load_state_dict(file), str(file))
     return model.eval().to(device)

@@ -26,9 +26,11 @@ METRICS = {
     "is_std": ("IS std over splits", None),
     "class_fidelity": ("class fidelity", "higher"), "ssim": ("SSIM", "higher"), "lpips": ("LPIPS", "lower"),
     "psnr": ("PSNR", "higher"), "fad": ("FAD", "lower"), "kl": ("KL", "lower"),
+    "fd_vgg": ("FD_VGG", "lower"), "fd_panns": ("FD_PANNs", "lower"), "clips": ("clips", None),
+    "vggish_patches": ("VGGish patches", None),
 }
 # the columns of the across-tasks table (each task's own tables show every metric)
-HEADLINE = ("fid", "is", "clip_score", "class_fidelity", "ssim", "lpips", "psnr", "fad", "kl")
+HEADLINE = ("fid", "is", "clip_score", "class_fidelity", "ssim", "lpips", "psnr", "fad", "fd_vgg", "fd_panns", "kl")
 
 STYLE = """
 body{font-family:system-ui,-apple-system,sans-serif;margin:0;color:#222;background:#fafafa}
@@ -48,6 +50,7 @@ td.best{font-weight:700;background:#e8f5e9} td.best::after{content:" ★";color:
 .grids{display:flex;flex-wrap:wrap;gap:14px}.grids figure{margin:0}
 .grids img{image-rendering:pixelated;border:1px solid #ccc}
 figcaption{font-size:12px;text-align:center;font-family:ui-monospace,monospace;max-width:260px}
+.sounds td{vertical-align:top} .sounds audio{width:230px;display:block}
 .note{color:#555;font-size:13px} pre{background:#f5f5f5;padding:.8em;font-size:12px;overflow:auto;max-height:28em}
 """
 
@@ -236,7 +239,32 @@ def curves_html(records: list[dict], keys: list[str]) -> str:
     return "<div class=curves>" + "".join(images) + "</div>"
 
 
+def sounds_section(runs: list[Run]) -> str:
+    """Waveform grids (N, L): one row per policy, the same first clips in the same columns, each a player and
+    its mel spectrogram."""
+    rows, columns = [], 0
+    for run in runs:
+        rates = {model: info.get("sample_rate", 16000) for model, info in run.results.get("models", {}).items()}
+        for key, name in run.results.get("grids", {}).items():
+            if name not in run.grids:
+                continue
+            waves, rate = run.grids[name], rates.get(key.split("|")[0], 16000)
+            columns = max(columns, len(waves))
+            cells = "".join(f"<td><audio controls preload=auto data-clip={i} data-seconds='{len(w) / rate:.6f}' "
+                            f"src='{plots.wav_uri(w, rate)}'></audio><img alt='mel spectrogram of clip {i}' "
+                            f"src='{plots.mel_png(w, rate)}'></td>" for i, w in enumerate(waves))
+            rows.append(f"<tr><td class=text>{_esc(key.replace('|', ' · '))}</td>{cells}</tr>")
+    head = "".join(f"<th>clip {i}</th>" for i in range(columns))
+    return ("<h3>Sounds</h3><p class=note>The same clips (sample indices 0..) in the same columns for every "
+            "policy, each generated from the same noise: players (16-bit wav) and log-mel spectrograms.</p>"
+            f"<table class=sounds><thead><tr><th class=text>policy</th>{head}</tr></thead><tbody>{''.join(rows)}"
+            "</tbody></table>")
+
+
 def samples_section(runs: list[Run]) -> str:
+    if any(run.grids[name].ndim == 2 for run in runs for name in run.results.get("grids", {}).values()
+           if name in run.grids):
+        return sounds_section(runs)
     out = ["<h3>Samples</h3><p class=note>The same seeds in the same places: the cell in row r, column k of "
            "a grid with n columns is sample index r·n + k in every grid, so it shows what the policy changed for "
            "that exact noise.</p><div class=grids>"]

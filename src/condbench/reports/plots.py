@@ -179,3 +179,29 @@ def training_figure(points: list[dict]) -> str:
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("training step")
     return _uri(fig)
+
+
+def wav_uri(wave: np.ndarray, sample_rate: int) -> str:
+    """A mono waveform (L,) in [-1, 1] -> a 16-bit PCM wav data URI (what an ``<audio>`` element plays)."""
+    import wave as wavfile
+
+    pcm = (np.clip(np.asarray(wave, dtype=np.float64), -1.0, 1.0) * 32767).round().astype("<i2")
+    buffer = io.BytesIO()
+    with wavfile.open(buffer, "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(int(sample_rate))
+        handle.writeframes(pcm.tobytes())
+    return "data:audio/wav;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def mel_png(wave: np.ndarray, sample_rate: int, mels: int = 64) -> str:
+    """The log-mel spectrogram (dB, 64 bands, 1024-point FFT, hop 160) of a waveform (L,) as a small PNG URI."""
+    import librosa
+
+    power = librosa.feature.melspectrogram(y=np.asarray(wave, dtype=np.float32), sr=sample_rate, n_fft=1024,
+                                           hop_length=160, n_mels=mels)  # (mels, frames)
+    fig, ax = plt.subplots(figsize=(2.6, 1.1))
+    ax.imshow(librosa.power_to_db(power, ref=np.max, top_db=80), origin="lower", aspect="auto", cmap="magma")
+    ax.set_axis_off()
+    return _uri(fig)

@@ -1,0 +1,208 @@
+"""Video-to-audio on the VGGSound test split (MDSGen), scored with av-benchmark's FD_VGG / FD_PANNs / KL / IS.
+
+Sample i is clip i of the split (csv order; ``num_clips`` keeps the first N). Its condition is the clip's CAVP
+features (32, 512): a precomputed ``{name}.npz`` in ``feature_dir`` when there is one, else CAVP run on the
+clip's frames, saved once per clip under ``$CONDBENCH_CACHE/vggsound/cavp/<checkpoint sha256>/`` (features do
+not depend on the policy). The Table-1 statistics of c run over the same clips. Generated sound is compared
+with the clip's own sound (``{name}.wav`` in ``audio_dir``, else the clip's audio stream), both cut to
+``clip_seconds`` (8 s: av-benchmark's VGGSound length; 8.16 s, MDSGen's full output, is the other choice).
+"""
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from ..checkpoints import CheckpointNotFoundError, file_sha256
+from ..datasets.vggsound import CSV_URL, FEATURE_DIM, FRAMES, VGGSoundClips, read_features, read_split
+from ..hub import cache_root, offline
+from ..metrics.audio import CLIP_SECONDS, IS_SPLITS, SAMPLE_RATE, prepare_waveform
+from .audio_metrics import AudioEvaluator
+
+MISSING_SHOWN = 5  # missing clip files named in the preflight message; the rest are counted
+
+
+def vggsound_root() -> Path:
+    return cache_root() / "vggsound"
+
+
+class AudioTask:
+    """VGGSound test clips, their CAVP conditions, their ground-truth sound and the audio metric set.
+
+    Options: ``csv`` (the published vggsound.csv; default ``$CONDBENCH_CACHE/vggsound/vggsound.csv``),
+    ``clip_dir`` (the mp4 clips; default ``$CONDBENCH_CACHE/vggsound/clips``), ``feature_dir`` (precomputed CAVP
+    ``.npz``), ``audio_dir`` (ground-truth ``.wav``), ``num_clips`` (the first N test clips; None: all),
+    ``clip_seconds`` (the cut of both sides; default 8), ``cavp_weights``, ``vggish_weights``, ``panns_weights``
+    (local files; else the cache or a one-time download), ``device`` (of CAVP and the metric networks).
+    """
+
+    name = "audio"
+    condition_kind = "video"
+    default_model = "mdsgen-b-2"
+    grid_count = 8  # clips kept for the report's players, the same for every policy
+
+    def __init__(self, csv: Optional[str] = None, clip_dir: Optional[str] = None, feature_dir: Optional[str] = None,
+                 audio_dir: Optional[str] = None, split: str = "test", num_clips: Optional[int] = None,
+                 clip_seconds: float = CLIP_SECONDS, is_splits: int = IS_SPLITS, cavp_weights: Optional[str] = None,
+                 vggish_weights: Optional[str] = None, panns_weights: Optional[str] = None,
+                 device: Optional[str] = None):
+        if num_clips is not None and num_clips < 1:
+            raise ValueError(f"num_clips must be >= 1 (or left out for the whole split), got {num_clips}")
+        if not 0 < clip_seconds <= 8.16:
+            raise ValueError(f"clip_seconds must be in (0, 8.16] (MDSGen generates 8.16 s), got {clip_seconds}")
+        self.csv = Path(csv).expanduser() if csv else vggsound_root() / "vggsound.csv"
+        self.clip_dir = Path(clip_dir).expanduser() if clip_dir else vggsound_root() / "clips"
+        self.feature_dir, self.audio_dir = feature_dir, audio_dir
+        self.split, self.num_clips, self.clip_seconds, self.is_splits = split, num_clips, clip_seconds, is_splits
+        self.cavp_weights, self.vggish_weights, self.panns_weights = cavp_weights, vggish_weights, panns_weights
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self._evaluator: Optional[AudioEvaluator] = None
+
+    # --- clips and conditions
+
+    @cached_property
+    def clips(self) -> VGGSoundClips:
+        if not self.csv.is_file():
+            raise CheckpointNotFoundError(
+                f"VGGSound split file not found: {self.csv.resolve()}.\nHow to provide it: download {CSV_URL} "
+                "and pass it with the task option csv (suite task_options), or place it there")
+        rows = read_split(self.csv, self.split)
+        if not rows:
+            raise ValueError(f"{self.csv} lists no clip of split {self.split!r}")
+        return VGGSoundClips(self.clip_dir, rows[:self.num_clips], self.feature_dir, self.audio_dir)
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.clips)
+
+    def clip_ids(self) -> list[str]:
+        return [clip.name for clip in self.clips.clips]
+
+    def _needs_encoder(self) -> bool:
+        """True when some clip has no precomputed feature file (its features come from CAVP or its cache)."""
+        return any(p is None or not p.is_file() for p in map(self.clips.feature_path, range(len(self.clips))))
+
+    def cavp_checkpoint(self) -> Path:
+        from ..adapters.cavp import CAVP_WEIGHTS
+        from ..hub import resolve_weights
+
+        return resolve_weights(CAVP_WEIGHTS, self.cavp_weights, what="CAVP video encoder checkpoint (the clips' "
+                               "conditions)", option="the audio task option cavp_weights (suite task_options)",
+                               download=not offline())
+
+    @cached_property
+    def _encoder(self):
+        from ..adapters.cavp import CAVPEncoder
+
+        return CAVPEncoder.from_checkpoint(self.cavp_checkpoint()).to(self.device)
+
+    def _cached_features(self, index: int) -> torch.Tensor:
+        """CAVP features of a clip without a feature file: from the per-clip cache, else encoded and saved."""
+        folder = vggsound_root() / "cavp" / self._encoder.checkpoint["sha256"][:16]
+        path = folder / f"{self.clips[index].name}.npz"
+        if path.is_file():
+            return read_features(path)
+        feats = self.clips.features(index, self._encoder).cpu()  # (32, 512)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp.npz")
+        np.savez(tmp, arr_0=feats.numpy())
+        tmp.replace(path)
+        return feats
+
+    @cached_property
+    def _conditions(self) -> torch.Tensor:
+        feats = []
+        for i in range(len(self.clips)):
+            path = self.clips.feature_path(i)
+            feats.append(self.clips.features(i) if path is not None and path.is_file() else self._cached_features(i))
+        return torch.stack(feats)  # (N, 32, 512)
+
+    def conditions(self) -> torch.Tensor:
+        """CAVP features of every clip, in split order: (N, 32, 512)."""
+        return self._conditions
+
+    def analysis_conditions(self) -> torch.Tensor:
+        """The Table-1 statistics run over the same clips (the study's Table 1 uses the test clips)."""
+        return self._conditions
+
+    def score_labels(self) -> torch.Tensor:
+        """What the metrics pair each sample with: its clip index (N,), so resampled clips keep their ground truth."""
+        return torch.arange(len(self.clips))
+
+    def prepare_adapter(self, adapter) -> None:
+        """Give the adapter the clips' conditions for ``mask=fixed`` policies (the mean video part of c)."""
+        if hasattr(adapter, "set_reference_conditions"):
+            adapter.set_reference_conditions(self._conditions)
+
+    # --- files the run needs
+
+    def _check_clips(self) -> None:
+        if not self.csv.is_file():
+            return  # the split file's own check reports it; without it the clips cannot be listed
+        missing = self.clips.missing()
+        if missing:
+            shown = "\n  ".join(str(p) for p in missing[:MISSING_SHOWN])
+            more = f"\n  ... and {len(missing) - MISSING_SHOWN} more" if len(missing) > MISSING_SHOWN else ""
+            raise CheckpointNotFoundError(
+                f"{len(missing)} VGGSound clip file(s) missing (of {len(self.clips)} {self.split} clips in "
+                f"{self.csv}):\n  {shown}{more}\nHow to provide them: put the clips as {{youtube_id}}_{{start:06d}}.mp4 "
+                f"in {self.clip_dir} (task option clip_dir), or CAVP features {{name}}.npz (arr_0 (T>={FRAMES}, "
+                f"{FEATURE_DIM})) in the task option feature_dir and the sound {{name}}.wav in audio_dir; "
+                "num_clips: N uses the first N clips only")
+
+    def _check_cavp(self) -> None:
+        try:
+            needed = self._needs_encoder()
+        except FileNotFoundError:
+            needed = self.feature_dir is None  # without the split, only a feature folder can spare the encoder
+        if needed:
+            self.cavp_checkpoint()
+
+    def vggish_path(self) -> Path:
+        from ..hub import resolve_weights
+        from ..metrics.vggish import VGGISH_WEIGHTS
+
+        return resolve_weights(VGGISH_WEIGHTS, self.vggish_weights, what="VGGish weights (FD_VGG)",
+                               option="the audio task option vggish_weights (suite task_options)",
+                               download=not offline())
+
+    def panns_path(self) -> Path:
+        from ..hub import resolve_weights
+        from ..metrics.panns import CNN14_16K_WEIGHTS
+
+        return resolve_weights(CNN14_16K_WEIGHTS, self.panns_weights,
+                               what="PANNs Cnn14 16 kHz weights (FD_PANNs, KL, IS)",
+                               option="the audio task option panns_weights (suite task_options)",
+                               download=not offline())
+
+    def required_inputs(self) -> list[Callable[[], object]]:
+        """Resolvers of every file the run needs; the preflight calls each and lists every failure at once."""
+        return [lambda: self.clips, self._check_clips, self._check_cavp, self.vggish_path, self.panns_path]
+
+    # --- metrics
+
+    @property
+    def evaluator(self) -> AudioEvaluator:
+        """The metric set with the ground-truth clips' features (read at 16 kHz, then prepared as av-benchmark
+        reads a file), built on first use."""
+        if self._evaluator is None:
+            from ..metrics.audio import AudioFeatureExtractor
+
+            vggish, panns = self.vggish_path(), self.panns_path()
+            extractor = AudioFeatureExtractor.from_weights(vggish, panns, self.device, download=not offline())
+            truth = [prepare_waveform(self.clips.audio(i), SAMPLE_RATE, self.clip_seconds)
+                     for i in range(len(self.clips))]
+            self._evaluator = AudioEvaluator(extractor, extractor(truth), self.clip_ids(), self.clip_seconds,
+                                             is_splits=self.is_splits,
+                                             weights={"vggish": file_sha256(vggish), "panns": file_sha256(panns)})
+        return self._evaluator
+
+    def describe(self) -> dict:
+        return {"task": self.name, "split": self.split, "num_samples": self.num_samples, "csv": str(self.csv),
+                "clip_seconds": self.clip_seconds, "sample_rate": SAMPLE_RATE,
+                "metric_options": {"is_splits": self.is_splits, "feature_dir": self.feature_dir,
+                                   "audio_dir": self.audio_dir},
+                "metric_protocol": self.evaluator.protocol_line()}

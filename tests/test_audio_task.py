@@ -1,0 +1,236 @@
+"""The ``audio`` task (VGGSound / MDSGen): its preflight, and a whole run on tiny real components."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from condbench.cli import main
+from condbench.datasets.vggsound import read_audio
+from condbench.metrics import panns, vggish
+from condbench.metrics.audio import AudioFeatureExtractor, audio_scores, prepare_waveform
+from condbench.runner import RunOptions, run_suite
+from condbench.suites import load_suite
+
+from .test_mdsgen_loading import VOCODER
+from .test_mdsgen_parity import CONFIG, official_state
+
+
+@pytest.fixture
+def offline_cache(tmp_path, monkeypatch) -> Path:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CONDBENCH_CACHE", str(cache))
+    monkeypatch.setenv("CONDBENCH_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))  # an empty Hugging Face cache: AudioLDM is absent
+    return cache
+
+
+def test_run_without_files_stops_at_once_listing_every_missing_file(offline_cache, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "audio", "-o", str(out)]) == 2
+    message = capsys.readouterr().err
+    assert message.count("error:") == 1 and "5 file(s) missing" in message
+    for needed in ("vggsound.csv", "vggsound/vggsound.csv", "cavp_epoch66.ckpt", "vggish-10086976.pth",
+                   "Cnn14_16k_mAP=0.438.pth", "mdsgen_audioldm.pt", "download it by hand", "audioldm-s-full-v2",
+                   "task option cavp_weights", "task option vggish_weights", "task option panns_weights"):
+        assert needed in message, needed
+    assert "[model mdsgen-b-2]" in message and message.count("[task audio]") == 4
+    assert not (out / "results.jsonl").exists()  # no work started
+
+
+def test_preflight_names_each_missing_clip_of_the_split(offline_cache, tmp_path, capsys):
+    csv = tmp_path / "vggsound.csv"
+    csv.write_text('abc,4,"dog, barking",test\nxyz,10,cat,train\nqrs,30,rain,test\n')
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(f"name: s\ntask: audio\nmodels: [mdsgen-b-2]\npolicies: [baseline]\n"
+                     f"task_options: {{csv: {csv}, clip_dir: {tmp_path / 'clips'}}}\n")
+    assert main(["run", str(suite), "-o", str(tmp_path / "run")]) == 2
+    message = capsys.readouterr().err
+    assert "4 VGGSound clip file(s) missing (of 2 test clips" in message  # video and sound of each test clip
+    assert str(tmp_path / "clips" / "abc_000004.mp4") in message and "qrs_000030.mp4" in message
+    assert "xyz_000010" not in message  # a train clip
+
+
+# --- a whole run on tiny real components ------------------------------------------------------------------------
+
+CLIPS = [("clipA", 0, "dog barking"), ("clipB", 12, "rain"), ("clipC", 3, "engine"), ("clipD", 40, "bird song")]
+
+
+def write_clip_files(root: Path) -> dict:
+    """The split, CAVP feature files (T=40 frames) and 8.2 s ground-truth sounds of four test clips."""
+    import soundfile
+
+
+    features, sounds = root / "features", root / "sounds"
+    features.mkdir()
+    sounds.mkdir()
+    rng = np.random.default_rng(0)
+    rows = []
+    for k, (youtube_id, start, label) in enumerate(CLIPS):
+        name = f"{youtube_id}_{start:06d}"
+        feats = rng.standard_normal((40, 512)).astype(np.float32)
+        np.savez(features / f"{name}.npz", feats / np.linalg.norm(feats, axis=1, keepdims=True))
+        t = np.arange(int(8.2 * 16000)) / 16000
+        tone = 0.3 * np.sin(2 * np.pi * (220 * (k + 1)) * t) * (t > 0.5 * k) + 0.01 * rng.standard_normal(len(t))
+        soundfile.write(sounds / f"{name}.wav", tone.astype(np.float32), 16000, subtype="FLOAT")
+        rows.append(f"{youtube_id},{start},{label},test")
+    (root / "vggsound.csv").write_text("\n".join(rows + ["other,1,cat,train"]) + "\n")
+    return {"csv": str(root / "vggsound.csv"), "clip_dir": str(root / "clips"), "feature_dir": str(features),
+            "audio_dir": str(sounds)}
+
+
+def write_metric_weights(root: Path) -> dict:
+    """TEST ONLY random VGGish and Cnn14 16 kHz weights in the published files' layouts (no metric in a table
+    ever runs on these: they make the pipeline's numbers checkable end to end)."""
+    torch.save(vggish.random_state_dict(0), root / "vggish.pth")
+    state = {**panns.random_state_dict(0), "logmel_extractor.melW": panns.panns_mel_filters().float()}
+    torch.save({"model": state}, root / "cnn14.pth")
+    return {"vggish_weights": str(root / "vggish.pth"), "panns_weights": str(root / "cnn14.pth")}
+
+
+@pytest.fixture(scope="module")
+def audible_audioldm_folder(tmp_path_factory) -> Path:
+    """Tiny random AudioLDM VAE + vocoder (the pipeline's folder layout) whose weights are redrawn at unit gain,
+    so the sound is audible (transformers' own init makes ~1e-9 waveforms that every metric sees as silence)."""
+    from diffusers import AutoencoderKL
+    from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+    root = tmp_path_factory.mktemp("audioldm")
+    torch.manual_seed(0)
+    vae = AutoencoderKL(in_channels=1, out_channels=1, latent_channels=8, block_out_channels=(4, 4, 8),
+                        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+                        layers_per_block=1, norm_num_groups=2, sample_size=64)
+    vocoder = SpeechT5HifiGan(SpeechT5HifiGanConfig(**VOCODER))
+    with torch.no_grad():
+        for name, p in vocoder.named_parameters():
+            if p.dim() > 1:
+                p.normal_(0, p.shape[1:].numel() ** -0.5)
+    vae.save_pretrained(root / "vae")
+    vocoder.save_pretrained(root / "vocoder")
+    return root
+
+
+@pytest.fixture(scope="module")
+def audio_run(tmp_path_factory, audible_audioldm_folder):
+    """One run of a tiny suite: baseline, a pruning policy and its random-like control, samples kept.
+
+    The metric networks are full size (VGGish and Cnn14 have no smaller configuration) and each cell's FD_PANNs
+    is a 2048-d matrix square root: the run takes minutes on 2 busy cores, hence few clips and resamples."""
+    root = tmp_path_factory.mktemp("audio")
+    torch.save(official_state(), root / "mdsgen_audioldm.pt")
+    config = {k: v for k, v in CONFIG.to_dict().items() if k in ("hidden_size", "depth", "num_heads", "decode_layer")}
+    suite = {"name": "tiny-audio", "task": "audio", "models": ["mdsgen-b-2"], "seed": 3, "batch_size": 3,
+             "shard_size": 2, "bootstrap": 3, "keep_samples": True,
+             "policies": ["baseline", "topk:16", "random-like:topk:16"],
+             "task_options": {**write_clip_files(root), **write_metric_weights(root), "is_splits": 2, "device": "cpu"},
+             "model_options": {"mdsgen-b-2": {"ckpt": str(root / "mdsgen_audioldm.pt"), "model_config": config,
+                                              "num_steps": 4, "decoder": str(audible_audioldm_folder)}}}
+    (root / "suite.yaml").write_text(yaml.safe_dump(suite))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CONDBENCH_CACHE", str(root / "cache"))
+        patch.setenv("CONDBENCH_OFFLINE", "1")
+        results = run_suite(load_suite(str(root / "suite.yaml")), root / "run", RunOptions(log=lambda _: None))
+    return root, suite, results
+
+
+# minutes on 2 CPU cores: full-size VGGish/Cnn14 on every cell and a 2048-d matrix square root per FD_PANNs
+slow_run = pytest.mark.slow
+
+
+@slow_run
+def test_recorded_metrics_are_the_av_benchmark_scores_of_the_kept_waveforms(audio_run):
+    root, suite, results = audio_run
+    summary = json.loads(results.read_text())
+    options = suite["task_options"]
+    extractor = AudioFeatureExtractor.from_weights(options["vggish_weights"], options["panns_weights"])
+    names = [f"{y}_{s:06d}" for y, s, _ in CLIPS]
+    truth = extractor([prepare_waveform(read_audio(Path(options["audio_dir"]) / f"{n}.wav"), 16000) for n in names],
+                      names)
+    assert [r["policy"] for r in summary["records"]] == suite["policies"]
+    for record in summary["records"]:
+        with np.load(record["samples_npz"]) as kept:
+            waves, labels, rate = kept["arr_0"], kept["labels"], int(kept["sample_rate"])
+        assert waves.shape == (4, 130592) and waves.dtype == np.float32 and rate == 16000
+        assert 1e-3 < waves.std() and np.abs(waves).max() <= 1.0  # audible sound, not silence
+        assert labels.tolist() == [0, 1, 2, 3]
+        generated = extractor([prepare_waveform(torch.from_numpy(w), rate, 8.0) for w in waves], names)
+        expected = audio_scores(generated, truth, is_splits=2, clip_seconds=8.0)
+        for metric in ("fd_vgg", "fd_panns", "kl", "is", "is_std"):
+            assert record["metrics"][metric] == pytest.approx(expected[metric], rel=1e-5, abs=1e-6), metric
+        assert record["metrics"]["clips"] == 4 and record["metrics"]["vggish_patches"] == 4 * 8
+        assert "av-benchmark" in record["protocol"] and "8 s" in record["protocol"]
+    grid = np.load(root / "run" / "samples_grid.npz")
+    with np.load(summary["records"][0]["samples_npz"]) as kept:
+        assert np.array_equal(grid[next(iter(grid.files))], kept["arr_0"])  # the report's clips: the first ones
+
+
+@slow_run
+def test_a_pruning_policy_has_paired_deltas_against_the_baseline(audio_run):
+    _, _, results = audio_run
+    records = {r["policy"]: r for r in json.loads(results.read_text())["records"]}
+    base = records["baseline"]
+    assert base["paired_vs_baseline"] == {}
+    for policy in ("topk:16", "random-like:topk:16"):
+        record = records[policy]
+        assert record["dims_removed"] == 16 and record["dims_removed_fraction"] == 0.5
+        deltas = record["paired_vs_baseline"]
+        assert set(deltas) == {"fd_vgg", "fd_panns", "kl", "is"}
+        for metric, change in deltas.items():
+            assert change["delta"] == pytest.approx(record["metrics"][metric] - base["metrics"][metric])
+            low, high = change["ci95"]
+            assert low <= change["delta"] <= high and change["resamples"] == 3
+        assert record["metrics"]["kl"] != base["metrics"]["kl"]  # pruning changed the sound
+
+
+# the page script the test adds to a copy of the report: once every player has read its sound (or failed), it
+# writes each one's readyState, duration and error code into the DOM, which --dump-dom then prints
+PROBE = """<script>
+function report() {
+  var players = Array.prototype.slice.call(document.querySelectorAll("audio"));
+  var done = players.every(function (a) { return a.readyState >= 1 || a.error; });
+  if (!done) { setTimeout(report, 50); return; }
+  var out = document.createElement("pre"); out.id = "audio-probe";
+  out.textContent = JSON.stringify(players.map(function (a) {
+    return {ready: a.readyState, duration: a.duration, error: a.error ? a.error.code : null,
+            expected: parseFloat(a.dataset.seconds)};
+  }));
+  document.body.appendChild(out);
+}
+report();
+</script></body>"""
+
+
+@slow_run
+def test_the_report_plays_every_clip_in_headless_chromium(audio_run, tmp_path):
+    """The report's players load in a real browser and last as long as the generated sound (8.162 s)."""
+    import re
+    import shutil
+    import subprocess
+
+    from condbench.reports.html import build_report
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if chromium is None:
+        pytest.skip("no Chromium on this machine (apt-get install chromium)")
+    root, suite, _ = audio_run
+    page = build_report([root / "run"], tmp_path / "report.html").read_text()
+    assert page.count("<audio") == 3 * 4 and page.count("data:audio/wav;base64,") == 3 * 4
+    assert "mel spectrogram of clip 3" in page and "FD_VGG" in page and "FD_PANNs" in page
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("</body>", PROBE))
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--autoplay-policy="
+                          "no-user-gesture-required", "--virtual-time-budget=20000", "--dump-dom", probe.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    found = re.search(r'<pre id="audio-probe">(.*?)</pre>', dom, re.S)
+    assert found, "the page's probe never ran"
+    players = json.loads(found.group(1).replace("&quot;", '"'))
+    assert len(players) == 12
+    for player in players:
+        assert player["error"] is None and player["ready"] >= 1
+        assert player["duration"] == pytest.approx(130592 / 16000, abs=1e-3)
+        assert player["duration"] == pytest.approx(player["expected"], abs=1e-3)
