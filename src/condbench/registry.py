@@ -98,6 +98,7 @@ def _register_builtins() -> None:
     from .tasks import asset_path
     from .tasks.digits import ASSET_DIT, DIGITS_DIT_CONFIG, DIGITS_SAMPLER, DigitsTask
     from .tasks.imagenet import ImageNetTask
+    from .tasks.pose import PoseTask
     from .tasks.text import TextTask
 
     def digits_checkpoint(ckpt: Optional[str] = None) -> Path:
@@ -143,6 +144,8 @@ def _register_builtins() -> None:
                             ImageNetTask))
     register_task(TaskEntry("text", "text-to-image on a prompt set (COCO captions by default): CLIP score, clean-FID",
                             TextTask))
+    register_task(TaskEntry("pose", "pose-guided person images, DeepFashion test pairs (PIDM protocol: FID, SSIM, "
+                            "LPIPS, PSNR)", PoseTask))
 
 
 def _sd3_entry(release) -> ModelEntry:

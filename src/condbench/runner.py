@@ -220,8 +220,15 @@ def write_samples_npz(ctx: CellContext, policy: Policy, shards: list[tuple[int, 
     for shard in shards:
         samples = ctx.cache.get(_shard_key(ctx, "cell", *shard, policy=policy.canonical()))["samples"]
         writer.append(torch.from_numpy(samples).permute(0, 3, 1, 2))  # (N, C, H, W)
-    labels = ctx.task.conditions()  # class ids (a tensor) or prompts (a list of strings)
-    return writer.close(labels=labels.numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels))
+    labels = sample_labels(ctx.task)
+    return writer.close(labels=labels.numpy() if isinstance(labels, torch.Tensor) else labels)
+
+
+def sample_labels(task) -> torch.Tensor | np.ndarray:
+    """What each sample is scored against, indexable by a bootstrap resample: the task's ``labels()`` where its
+    conditions are not labels themselves (pose: pair indices), else class ids (a tensor) or prompts (an array)."""
+    labels = task.labels() if hasattr(task, "labels") else task.conditions()
+    return labels if isinstance(labels, torch.Tensor) else np.asarray(labels)
 
 
 def _assemble(parts: list[dict], shards: list[tuple[int, int]]) -> dict[str, np.ndarray]:
@@ -269,6 +276,8 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
         model_options = {**({"microbatch": suite.microbatch} if suite.microbatch else {}),
                          **suite.model_options.get(model_name, {})}
         adapter = load_adapter(model_name, device=world.device(options.device), **model_options)
+        if hasattr(task, "prepare_adapter"):
+            task.prepare_adapter(adapter)  # e.g. pose: the mean condition over the pairs, for mask=fixed policies
         description = adapter.describe()
         task_description = task.describe()
         summary["models"][model_name] = description
@@ -290,9 +299,7 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
                           min(n, task.grid_count),
                           {"adapter": description, "task": task_description, "seed": suite.seed,
                            "schema": SCHEMA_VERSION, "feature_batch": FEATURE_BATCH})
-        labels = task.conditions()
-        if not isinstance(labels, torch.Tensor):  # prompts: an array, so paired-bootstrap resamples can index it
-            labels = np.asarray(labels)
+        labels = sample_labels(task)
         comparison: Optional[PairedBootstrap] = None
         for cell in group:
             policy = cell.policy
