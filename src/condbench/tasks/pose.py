@@ -73,7 +73,7 @@ class PoseTask:
     folder, default ``ROOT/train_256x256_pngs``), ``num_pairs`` (the first N test pairs; None: all 8,570),
     ``seed`` (source choice and source-latent noise), ``vae`` (X-MDPT's fine-tuned VAE folder, to encode sources),
     ``dinov2_pose`` / ``dinov2_source`` (the official ViT-B/14 and ViT-g/14 files), ``dinov2_overrides`` (smaller
-    DINOv2s, for tests), ``alexnet_weights``, ``inception_weights``, ``lpips`` (False leaves LPIPS out),
+    DINOv2s, for tests), ``alexnet_weights``, ``inception_weights``, ``fid`` / ``lpips`` (False leaves it out),
     ``condition_cache``, ``encoder_device``.
     """
 
@@ -86,7 +86,7 @@ class PoseTask:
                  num_pairs: Optional[int] = None, seed: int = 0, vae: Optional[str] = None,
                  dinov2_pose: Optional[str] = None, dinov2_source: Optional[str] = None,
                  dinov2_overrides: Optional[dict] = None, alexnet_weights: Optional[str] = None,
-                 inception_weights: Optional[str] = None, lpips: bool = True, condition_cache: Optional[str] = None,
+                 inception_weights: Optional[str] = None, fid: bool = True, lpips: bool = True, condition_cache: Optional[str] = None,
                  encoder_device: Optional[str] = None):
         if num_pairs is not None and num_pairs < 1:
             raise ValueError(f"num_pairs must be >= 1 (or None for every test pair), got {num_pairs}")
@@ -96,7 +96,8 @@ class PoseTask:
         self.num_pairs, self.seed = num_pairs, seed
         self.vae_folder, self.dinov2_pose, self.dinov2_source = vae, dinov2_pose, dinov2_source
         self.dinov2_overrides = dict(dinov2_overrides or {})
-        self.alexnet_weights, self.inception_weights, self.use_lpips = alexnet_weights, inception_weights, lpips
+        self.alexnet_weights, self.inception_weights = alexnet_weights, inception_weights
+        self.use_fid, self.use_lpips = fid, lpips
         self.condition_cache = Path(condition_cache) if condition_cache else cache_root() / "pose_conditions"
         self.encoder_device = encoder_device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._evaluator: Optional[PoseEvaluator] = None
@@ -262,10 +263,11 @@ class PoseTask:
         """Resolvers of every file the task needs; the run's preflight calls each before any sampling."""
         from ..encoders.dinov2 import DINOV2_VITB14, DINOV2_VITG14
 
-        checks: list[Callable[[], object]] = [self.check_pairs, self.check_train_images, self.vae_path,
+        checks: list[Callable[[], object]] = [self.check_pairs, self.vae_path,
                                               lambda: self._dinov2_path(DINOV2_VITB14, self.dinov2_pose),
-                                              lambda: self._dinov2_path(DINOV2_VITG14, self.dinov2_source),
-                                              lambda: self.inception]
+                                              lambda: self._dinov2_path(DINOV2_VITG14, self.dinov2_source)]
+        if self.use_fid:
+            checks += [self.check_train_images, lambda: self.inception]
         if self.use_lpips:
             checks.append(lambda: self.lpips)
         return checks
@@ -289,10 +291,12 @@ class PoseTask:
         if self._evaluator is None:
             from ..metrics.pidm_fid import reference_statistics
 
-            self.check_train_images()
-            reference = reference_statistics(self.train_images, self.inception)
-            self._evaluator = PoseEvaluator(self.targets, self.inception, reference,
-                                            self.lpips if self.use_lpips else None)
+            inception = reference = None
+            if self.use_fid:
+                self.check_train_images()
+                inception = self.inception
+                reference = reference_statistics(self.train_images, inception)
+            self._evaluator = PoseEvaluator(self.targets, inception, reference, self.lpips if self.use_lpips else None)
         return self._evaluator
 
     def describe(self) -> dict:
@@ -300,6 +304,6 @@ class PoseTask:
                 "num_samples": self.num_samples, "seed": self.seed, "train_images": str(self.train_images),
                 "conditions": {k: v for k, v in self.condition_identity.items() if k != "vae"} | {
                     "vae_folder": str(self.vae_path())},
-                "metric_options": {"lpips": self.use_lpips, "inception_weights": self.inception_weights,
+                "metric_options": {"fid": self.use_fid, "lpips": self.use_lpips, "inception_weights": self.inception_weights,
                                    "alexnet_weights": self.alexnet_weights},
                 "metric_details": self.evaluator.protocol(), "metric_protocol": self.evaluator.protocol_line()}

@@ -23,9 +23,9 @@ class PoseEvaluator:
     """FID (PIDM) and per-pair PSNR / SSIM / SSIM_256 / LPIPS of generated person images against their targets."""
 
     def __init__(self, targets: Callable[[Sequence[int]], torch.Tensor], inception: PidmInception,
-                 reference: ReferenceStatistics, lpips: Optional[LPIPSAlex]):
+                 reference: Optional[ReferenceStatistics], lpips: Optional[LPIPSAlex]):
         self.targets = targets  # pair indices -> their ground-truth images (N, 3, 256, 256) uint8
-        self.inception = inception
+        self.inception = inception  # None (with reference None): FID left out, features (N, 0)
         self.reference = reference
         self.lpips = lpips  # None: LPIPS left out (its column holds NaN and no score is reported)
         self._fast: Optional[FrechetToReference] = None
@@ -41,7 +41,8 @@ class PoseEvaluator:
         paired = reconstruction_metrics(images01, target)
         lpips = self.lpips(images01, target) if self.lpips is not None else np.full(len(indices), np.nan)
         outputs = np.stack([paired["psnr"], paired["ssim"], paired["ssim_256"], lpips], axis=1)  # (N, 4)
-        return torch.from_numpy(self.inception.features(images01)), torch.from_numpy(outputs)
+        features = self.inception.features(images01) if self.inception is not None else np.empty((len(indices), 0))
+        return torch.from_numpy(features), torch.from_numpy(outputs)
 
     def _means(self, outputs) -> dict[str, float]:
         outputs = np.asarray(outputs, dtype=np.float64)
@@ -50,26 +51,35 @@ class PoseEvaluator:
 
     def score(self, features, outputs, labels) -> dict[str, float]:
         """FID (scipy sqrtm) vs the train statistics, and the mean of every per-pair metric."""
+        if self.inception is None:
+            return self._means(outputs)
         return {"fid": pose_fid(np.asarray(features, dtype=np.float64), self.reference), **self._means(outputs)}
 
     def bootstrap_score(self, features, outputs, labels) -> dict[str, float]:
         """As :meth:`score` with FID through one symmetric eigen-decomposition (equal to float64 rounding)."""
+        if self.inception is None:
+            return self._means(outputs)
         if self._fast is None:
             self._fast = FrechetToReference(self.reference.mu, self.reference.sigma)
         return {"fid": self._fast.distance(np.asarray(features, dtype=np.float64)), **self._means(outputs)}
 
     def protocol(self) -> dict:
-        return {"fid": self.inception.protocol(), "reference_count": self.reference.count,
+        return {"fid": self.inception.protocol() if self.inception is not None else "off",
+                "reference_count": self.reference.count if self.reference is not None else None,
                 "paired": {k: PROTOCOL[k] for k in ("images", "psnr", "ssim", "ssim_256")},
                 "lpips": self.lpips.protocol() if self.lpips is not None else "off"}
 
     def protocol_line(self) -> str:
         """How every number was computed, in one line for each result record."""
-        p = self.inception.protocol()
-        parts = [f"PIDM pose-guided protocol (utils/metrics.py): FID on torchvision Inception-v3 pool features "
-                 f"({p['weights']}, sha256 {p['weights_sha256'][:16]}), images cv2-resized to 176x256, vs the "
-                 f"statistics of {self.reference.count} TRAIN images, scipy sqrtm",
-                 "SSIM (win 51, data_range 1), SSIM_256 (gaussian sigma 1.2, data_range of the prediction) and PSNR "
+        parts = ["PIDM pose-guided protocol (utils/metrics.py)"]
+        if self.inception is not None:
+            p = self.inception.protocol()
+            parts.append(f"FID on torchvision Inception-v3 pool features ({p['weights']}, sha256 "
+                         f"{p['weights_sha256'][:16]}), images cv2-resized to 176x256, vs the statistics of "
+                         f"{self.reference.count} TRAIN images, scipy sqrtm")
+        else:
+            parts.append("FID off")
+        parts += ["SSIM (win 51, data_range 1), SSIM_256 (gaussian sigma 1.2, data_range of the prediction) and PSNR "
                  "(data_range 1) on the 256x256 images as stored"]
         if self.lpips is not None:
             parts.append(f"LPIPS AlexNet v0.1 on 176x256 in [-1, 1] (backbone sha256 {self.lpips.backbone_sha256[:16]})")
