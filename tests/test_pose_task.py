@@ -172,6 +172,14 @@ def test_runner_scores_pose_samples_with_the_pidm_metrics_and_paired_deltas(tmp_
         assert change["ci95"][0] <= change["delta"] <= change["ci95"][1]
     assert pruned["metrics"]["psnr"] != records["baseline"]["metrics"]["psnr"]  # pruning changed the samples
 
+    from condbench.reports.html import build_report
+
+    grids = np.load(tmp_path / "run" / "samples_grid.npz")
+    assert np.array_equal(grids["context_pose_target"], targets.float().div(255).numpy())
+    page = build_report([tmp_path / "run"], tmp_path / "run" / "index.html").read_text()
+    assert "Pairs · xmdpt-s-2" in page
+    assert "source | pose | target | baseline | tail:0.1 | tail:0.1,mask=fixed" in page
+
 
 def test_pose_evaluator_features_and_scores_follow_the_pidm_functions(random_metric_networks):
     """features(): Inception features and per-pair metrics of each image vs its target; score(): FID by

@@ -351,6 +351,10 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
     world.barrier()
     if not world.is_main:
         return None
+    for name, task in tasks.items():
+        if hasattr(task, "grid_context"):  # paired tasks: the inputs and ground truth of the grids' samples
+            for part, images in task.grid_context(min(task.num_samples, task.grid_count)).items():
+                grids[f"context_{slug(name)}_{part}"] = images
     np.savez_compressed(out / "samples_grid.npz", **grids)
     summary["task"] = next(iter(summary["tasks"].values()))
     track = getattr(tasks[cells[0].task], "training_track", lambda: None)()
