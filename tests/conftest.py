@@ -1,6 +1,8 @@
 """Shared fixtures: tiny real DiT networks with random weights (no mocks, no downloads)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -32,6 +34,14 @@ def assert_matches_official(ours: torch.Tensor, theirs: torch.Tensor, tolerance:
     error = float((ours - theirs).abs().max())
     assert ours.shape == theirs.shape and error <= tolerance * scale, f"max |ours - official| = {error:.3g} " \
         f"> {tolerance:g} x {scale:.3g}"
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch) -> Path:
+    """An empty condbench cache with downloads off: every file must come from the test."""
+    monkeypatch.setenv("CONDBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CONDBENCH_OFFLINE", "1")
+    return tmp_path / "cache"
 
 
 @pytest.fixture

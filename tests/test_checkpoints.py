@@ -74,6 +74,14 @@ def test_truncated_file_is_a_clear_error(tmp_path, suffix):
         load_state_dict(path)
 
 
+def test_random_bytes_are_not_a_checkpoint_rather_than_code(tmp_path):
+    path = tmp_path / "noise.pt"
+    path.write_bytes(bytes(range(7, 256)) * 40)
+    with pytest.raises(CheckpointError, match=r"not a checkpoint \(not a zip/pickle file torch can read\)") as error:
+        load_state_dict(path)
+    assert "could run code" not in str(error.value)
+
+
 class RunsCode:
     def __init__(self, marker):
         self.marker = marker

@@ -51,12 +51,26 @@ def test_valid_specs_parse_to_a_canonical_form(spec, canonical):
     ("drop-t,mask=fixed", "mask=fixed applies only"),
     ("baseline@t0", "baseline takes no schedule"),
     ("drop-t:3", "takes no argument"),
+    ("topk:0", "K must be >= 1"),
+    ("tail:0.01,mask=fixed,mask=per-sample", "option 'mask' is given twice"),
+    ("tail:0.01,seed=1,seed=1", "option 'seed' is given twice"),
 ])
 def test_bad_specs_fail_with_the_grammar(spec, problem):
     with pytest.raises(PolicySpecError) as error:
         parse_policy(spec)
     assert problem in str(error.value)
     assert GRAMMAR in str(error.value) and "policy" in GRAMMAR
+
+
+def test_thresholds_differing_in_the_8th_digit_have_different_keys_and_may_share_a_label():
+    a, b = parse_policy("tail:0.05031576105423927"), parse_policy("tail:0.05031584105423927")
+    assert a.canonical() == b.canonical() == "tail:0.0503158"  # the short label for people
+    assert a.key() != b.key()
+    assert parse_policy(a.key()) == a and parse_policy(b.key()) == b  # the key reads back as the same policy
+    assert parse_policy("random-like:tail:0.05031576105423927@t0").key() == "random-like:tail:0.05031576105423927@t0"
+    # where the label is exact, the key is the label
+    for spec in ("tail:0.05", "head:5.0@t0", "random:0.5,seed=3", "topk:16,mask=fixed"):
+        assert parse_policy(spec).key() == parse_policy(spec).canonical()
 
 
 def test_tail_and_head_zero_exactly_the_dimensions_on_either_side_of_tau():

@@ -39,6 +39,8 @@ def test_run_writes_every_policy_with_paired_deltas_and_a_page(tmp_path):
     assert control["dims_removed"] == pytest.approx(tail["dims_removed"])  # the matched control
     assert results["analysis"]["dit-digits"]["c"]["dim"] == DIGITS_DIT_CONFIG.hidden_size
     assert results["models"]["dit-digits"]["checkpoint"]["sha256"]
+    for record in results["records"]:  # the arithmetic is on every record (TF32 moves GPU numbers)
+        assert record["environment"]["precision"]["tf32_matmul"] == torch.backends.cuda.matmul.allow_tf32
     page = build_report([tmp_path], tmp_path / "index.html").read_text()
     assert all(p in page for p in ("tail:0.05", "random-like:tail:0.05", "drop-cond@last:3", "data:image/png;base64"))
 
@@ -64,7 +66,7 @@ def test_suites_validate_before_any_work(tmp_path):
     assert "quickstart" in load_suite("quickstart").name
     with pytest.raises(ValueError, match="baseline"):
         small_suite(policies=["tail:0.1"])
-    with pytest.raises(ValueError, match="same policy twice"):
+    with pytest.raises(ValueError, match="same policy is listed twice"):
         small_suite(policies=["baseline", "tail:0.1", "tail:0.10"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\ntask: digits\nmodels: [dit-digits]\npolicies: [baseline, tial:1]\n")
@@ -72,3 +74,15 @@ def test_suites_validate_before_any_work(tmp_path):
         load_suite(str(bad))
     with pytest.raises(FileNotFoundError, match="built-in suites are"):
         load_suite("no-such-suite")
+
+
+def test_tf32_settings_are_recorded():
+    from condbench.runner import environment
+
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = True, False  # both off their defaults
+    try:
+        precision = environment()["precision"]
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+    assert precision["tf32_matmul"] is True and precision["tf32_cudnn"] is False and precision["dtype"] == "float32"

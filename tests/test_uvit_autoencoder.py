@@ -113,13 +113,6 @@ def test_released_config_fits_the_official_file_layout(golden):
 
 # --- through the registry -----------------------------------------------------------------------------------
 
-@pytest.fixture
-def isolated_cache(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("CONDBENCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return tmp_path / "cache"
-
-
 def tiny_uvit(**options):
     weights = FIXTURE / "weights.safetensors"
     with safe_open(str(weights), framework="pt") as handle:

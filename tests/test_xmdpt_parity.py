@@ -253,13 +253,6 @@ def official_file(path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def isolated_cache(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("CONDBENCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("CONDBENCH_OFFLINE", "1")
-    return tmp_path / "cache"
-
-
 def test_registry_loads_xmdpt_from_an_official_file_and_drops_training_keys_by_name(tmp_path, model, cond, golden):
     import condbench
     from condbench.registry import model_entry
@@ -296,7 +289,8 @@ def test_missing_xmdpt_files_say_download_by_hand_with_the_drive_page(isolated_c
     from condbench.checkpoints import CheckpointNotFoundError
 
     with pytest.raises(CheckpointNotFoundError, match="(?s)XMDPT_L_2/ema_0.9999_300000.pt.*published only on a page "
-                                                      "a person downloads from: https://drive.google.com/file/d/"
+                                                      r"a person downloads from \(download it by hand\): "
+                                                      "https://drive.google.com/file/d/"
                                                       "1No_WJBD25HVmYLaKirrI_7k04RpOkNos.*--ckpt"):
         condbench.load_adapter("xmdpt-l-2")
     with pytest.raises(CheckpointNotFoundError, match="(?s)fine-tuned VAE not found.*drive.google.com/file/d/"

@@ -15,6 +15,7 @@ import condbench
 from condbench.adapters.dit_model import DIT_SIZES, DiT, DiTConfig
 from condbench.checkpoints import CheckpointError, CheckpointMismatchError, CheckpointNotFoundError, read_metadata
 from condbench.cli import main
+from condbench import hub
 from condbench.hub import WeightSource, resolve_weights
 
 TINY = dict(depth=2, hidden_size=32, num_heads=4, input_size=8)
@@ -28,13 +29,6 @@ def official_file(path: Path, config: DiTConfig, seed: int = 0) -> Path:
         torch.nn.init.normal_(p, std=0.05)
     torch.save(model.state_dict(), path)
     return path
-
-
-@pytest.fixture
-def isolated_cache(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("CONDBENCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return tmp_path / "cache"
 
 
 def test_dit_xl_2_loads_an_official_format_file_at_a_tiny_size(tmp_path):
@@ -154,6 +148,7 @@ def online_cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("CONDBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("CONDBENCH_OFFLINE", raising=False)
+    monkeypatch.setattr(hub, "_failed_downloads", [])  # a download failed by an earlier test stops no other
     return tmp_path / "cache"
 
 

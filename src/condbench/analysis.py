@@ -19,6 +19,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
+from .finite import require_finite
+
 DEFAULT_TAUS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0)
 
 
@@ -120,15 +122,23 @@ def sweep_steps(num_steps: int, points: int) -> list[int]:
     return sorted({round(i * (num_steps - 1) / (points - 1)) for i in range(points)}) if points > 1 else [0]
 
 
+def _finite_parts(adapter, conditions: Any, t: torch.Tensor, step: int):
+    """``adapter.embed_parts`` at timestep t, refusing a non-finite c (rows are the analysed conditions)."""
+    parts = adapter.embed_parts(conditions, t)
+    require_finite(parts.c, f"c of {adapter.name} at sampling step {step} (t={float(t):g}), rows = analysed conditions")
+    return parts
+
+
 def analyze(adapter, conditions: Any, *, taus: Sequence[float] = DEFAULT_TAUS, sweep_points: int = 20,
             step: int = 0) -> tuple[dict, dict[str, np.ndarray]]:
     """Statistics of c, of its condition part and of its timestep part, at ``step`` and over the trajectory.
 
     Returns a JSON-ready summary and the arrays (prefixed ``c_``, ``cond_``, ``sweep_``) the report plots.
+    A c with NaN or infinite values raises :class:`~condbench.finite.NonFiniteError` naming the conditions.
     """
     timesteps = adapter.sampler_timesteps()  # (S,), model units, step 0 first
     t0 = timesteps[step]
-    parts = adapter.embed_parts(conditions, t0)
+    parts = _finite_parts(adapter, conditions, t0, step)
     full = embedding_statistics(parts.c, taus)
     cond_only = embedding_statistics(parts.cond, taus)
     t_vec = parts.t[:1].double()  # (1, D): the same for every condition
@@ -155,7 +165,7 @@ def analyze(adapter, conditions: Any, *, taus: Sequence[float] = DEFAULT_TAUS, s
     steps = sweep_steps(len(timesteps), sweep_points)
     rows = []
     for s in steps:
-        p = adapter.embed_parts(conditions, timesteps[s])
+        p = _finite_parts(adapter, conditions, timesteps[s], s)
         rows.append({"step": s, "t": float(timesteps[s]),
                      **_sweep_row(embedding_statistics(p.c, taus, keep_matrix=False).summary)})
     summary["sweep"] = rows

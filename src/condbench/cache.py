@@ -1,25 +1,31 @@
-"""A content-addressed store of finished shards, safe for concurrent writers.
+"""A content-addressed store of finished shards, safe for concurrent writers, that never serves a wrong file.
 
 A shard's key is the SHA-256 of everything that determines its content (adapter config and checkpoint
 hash, sampler settings, policy, task settings, seed, index range, what is stored), so a changed model
-or policy can never reuse another's samples. Files are written to a temporary name and renamed, so a
-reader sees a whole shard or none; an advisory lock per key (released by the OS when a process dies,
-even by SIGKILL) keeps two runs from computing the same shard.
+or policy can never reuse another's samples. Each file also holds its own key and the SHA-256 of its
+arrays: a file that is unreadable (truncated, bit-flipped), holds another key (copied or renamed over) or
+fails its checksum is never used; it is moved to ``quarantine/``, reported once, and counts as absent.
+Files are written atomically (:mod:`condbench.storage`), so a reader sees a whole shard or none; an
+advisory lock per key (released by the OS when a process dies, even by SIGKILL) keeps two runs from
+computing the same shard.
 """
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import hashlib
-import io
 import json
 import os
+import time
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-CACHE_FORMAT = 1
+from .storage import atomic_save_npz, storage_error
+
+CACHE_FORMAT = 2  # 2: files carry their key and checksum
+KEY_FIELD, CHECKSUM_FIELD = "_cache_key", "_cache_sha256"
 
 
 def cache_key(**parts: Any) -> str:
@@ -28,46 +34,107 @@ def cache_key(**parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-class ShardCache:
-    """``root/ab/abcdef....npz`` files keyed by :func:`cache_key`."""
+def arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 of the names, dtypes, shapes and bytes of ``arrays``, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
-    def __init__(self, root: str | Path):
+
+class CorruptShardError(ValueError):
+    """A cache file that must not be used (unreadable, another key, or a failed checksum)."""
+
+
+def read_shard(path: Path, key: str) -> dict[str, np.ndarray]:
+    """The arrays of the shard file at ``path``, checked to hold ``key`` with an intact checksum."""
+    try:
+        with np.load(path) as data:  # no pickles: allow_pickle is False
+            arrays = {k: data[k] for k in data.files}
+    except Exception as error:  # zipfile, zlib and numpy each raise their own types for a damaged file
+        raise CorruptShardError(f"unreadable ({error.__class__.__name__}: {str(error)[:200]})") from None
+    stored_key, stored_sum = arrays.pop(KEY_FIELD, None), arrays.pop(CHECKSUM_FIELD, None)
+    if stored_key is None or stored_sum is None:
+        raise CorruptShardError("it carries no key or checksum (not a condbench shard)")
+    if str(stored_key) != key:
+        raise CorruptShardError(f"it holds another shard (key {str(stored_key)[:12]}...)")
+    if str(stored_sum) != arrays_sha256(arrays):
+        raise CorruptShardError("its arrays fail their checksum")
+    return arrays
+
+
+class ShardCache:
+    """``root/ab/abcdef....npz`` files keyed by :func:`cache_key`; bad files go to ``root/quarantine/``."""
+
+    def __init__(self, root: str | Path, log: Callable[[str], None] = print):
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.log = log
+        self.quarantined: dict[str, str] = {}  # key -> why its file was moved aside (this process)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise storage_error(error, "create the cache folder", self.root) from None
 
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.npz"
 
+    def folders(self) -> list[Path]:
+        """The folders that hold shard files (and, after a killed write, their temporaries)."""
+        return [p for p in self.root.iterdir() if p.is_dir() and p.name != "quarantine"]
+
     def get(self, key: str) -> Optional[dict[str, np.ndarray]]:
-        """The arrays of a finished shard, or None (a file that cannot be read counts as absent)."""
+        """The arrays of a finished shard, or None: absent, or a bad file (moved aside and reported)."""
         path = self.path(key)
-        if not path.is_file():
+        try:
+            seen = path.stat()
+        except FileNotFoundError:
             return None
         try:
-            with np.load(path) as data:
-                return {k: data[k] for k in data.files}
-        except (OSError, ValueError, EOFError):
+            return read_shard(path, key)
+        except CorruptShardError as error:
+            self._quarantine(key, path, seen, str(error))
             return None
 
+    def _quarantine(self, key: str, path: Path, seen: os.stat_result, why: str) -> None:
+        """Move the bad file aside, unless another process already replaced it with a new one."""
+        target = self.root / "quarantine" / f"{key}.{os.getpid()}.{time.time_ns()}.npz.bad"
+        try:
+            now = path.stat()
+            if (now.st_ino, now.st_mtime_ns) != (seen.st_ino, seen.st_mtime_ns):
+                return  # rewritten since we read it: not the file we judged
+            target.parent.mkdir(exist_ok=True)
+            os.replace(path, target)
+        except FileNotFoundError:
+            return  # another process moved it first and reported it
+        self.quarantined[key] = why
+        self.log(f"cache file {path} is not used: {why}; moved to {target} "
+                 "(it counts as missing: `run` computes it again)")
+
+    def quarantine_reason(self, key: str) -> Optional[str]:
+        """Why the file of ``key`` was moved aside (by this process, or earlier: then only that it was)."""
+        if key in self.quarantined:
+            return self.quarantined[key]
+        if any((self.root / "quarantine").glob(f"{key}.*")):
+            return f"an unusable file was moved aside earlier, see {self.root / 'quarantine'}"
+        return None
+
     def put(self, key: str, arrays: dict[str, np.ndarray]) -> None:
-        """Write atomically: a temporary file in the same directory, fsynced, then renamed."""
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as handle:
-            handle.write(buffer.getvalue())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        """Write atomically, with the key and the arrays' checksum inside the file."""
+        stamp = {KEY_FIELD: np.array(key), CHECKSUM_FIELD: np.array(arrays_sha256(arrays))}
+        atomic_save_npz(self.path(key), {**arrays, **stamp})
 
     @contextlib.contextmanager
     def lock(self, key: str, wait: bool) -> Iterator[bool]:
         """Hold the key's lock; yields False at once if another process holds it and ``wait`` is False."""
         lock_path = self.path(key).with_suffix(".lock")
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock_path, "a") as handle:
+        try:
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(lock_path, "a")
+        except OSError as error:
+            raise storage_error(error, "create the lock file", lock_path) from None
+        with handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:

@@ -14,6 +14,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .storage import atomic_path
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used; the message names the file and the remedy."""
@@ -75,7 +77,12 @@ def load_state_dict(path: str | Path, key: Optional[str | tuple[str, ...]] = Non
                 state = {k: handle.get_tensor(k) for k in handle.keys()
                          if only_prefixes is None or k.startswith(only_prefixes)}
         else:
+            if not _torch_readable(path):
+                raise CheckpointError(f"cannot read checkpoint {path}: the file is truncated or not a checkpoint (not "
+                                      "a zip/pickle file torch can read). Check the path, or download it again.")
             state = _torch_load(path, allow_numpy)
+    except CheckpointError:
+        raise
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"refused to load {path}: it contains pickled objects other than tensors, which could run code "
@@ -94,6 +101,16 @@ def load_state_dict(path: str | Path, key: Optional[str | tuple[str, ...]] = Non
     if only_prefixes is not None and path.suffix != ".safetensors":
         state = {k: v.clone() for k, v in state.items() if k.startswith(only_prefixes)}  # detach from the mmap
     return state
+
+
+def _torch_readable(path: Path) -> bool:
+    """Whether the file is in one of torch's formats: a zip archive (torch >= 1.6) or a pickle (legacy files
+    start with a pickled magic number, protocol 2 or later: byte 0x80)."""
+    import zipfile
+
+    with open(path, "rb") as handle:
+        first = handle.read(1)
+    return first == b"\x80" or zipfile.is_zipfile(path)
 
 
 def _torch_load(path: Path, allow_numpy: bool = False) -> object:
@@ -164,9 +181,6 @@ def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, metadata:
     """Write a state dict with JSON-encoded metadata values, atomically (temp file then rename)."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
     meta = {k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in metadata.items()}
-    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp), metadata=meta)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp), metadata=meta)

@@ -1,8 +1,9 @@
-"""The ``condbench`` command: list | analyze | run | score | train | report."""
+"""The ``condbench`` command: list | analyze | validate | run | score | train | report."""
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -33,10 +34,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from .analysis import analyze
     from .registry import load_adapter, load_task, model_entry
+    from .storage import atomic_save_npz, atomic_write, ensure_folder
 
     task = load_task(args.task or (model_entry(args.model).task if args.model else "digits"))
     model_config = json.loads(args.model_config) if args.model_config else {}
@@ -46,15 +46,23 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     taus = [float(t) for t in args.taus.split(",")] if args.taus else None
     summary, arrays = analyze(adapter, task.analysis_conditions(), step=args.step, sweep_points=args.sweep_points,
                               **({"taus": taus} if taus else {}))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "analysis.json").write_text(json.dumps(summary, indent=1))
-    np.savez_compressed(out / "analysis.npz", **arrays)
+    out = ensure_folder(args.out, "output folder")
+    atomic_write(out / "analysis.json", json.dumps(summary, indent=1))
+    atomic_save_npz(out / "analysis.npz", arrays, compressed=True)
     c = summary["c"]
     print(f"{adapter.name}: d={c['dim']} PR={c['pr']['mean']:.2f} nPR={c['npr']['mean']:.2%} "
           f"mean cosine={c['cosine']['mean']:.4f} (cond only: {summary['cond_only']['cosine']['mean']:.4f}, "
           f"nPR {summary['cond_only']['npr']['mean']:.2%})")
     print(f"wrote {out / 'analysis.json'} and {out / 'analysis.npz'}")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from .suites import load_suite
+
+    suite = load_suite(args.suite)
+    print(f"{args.suite}: valid suite {suite.name!r}: task {', '.join(suite.tasks)}, {len(suite.models)} model(s), "
+          f"{len(suite.policies)} policies, seed {suite.seed}")
     return 0
 
 
@@ -84,10 +92,18 @@ def _cmd_run(args: argparse.Namespace, score_only: bool = False) -> int:
     out = Path(args.out or f"runs/{suite.name}")
     options = RunOptions(device=args.device, batch_size=args.batch_size,
                          cache_dir=Path(args.cache) if args.cache else None, score_only=score_only, **filters)
-    results = run_suite(suite, out, options)
-    if results is not None:  # rank 0
-        page = build_report([out], out / "index.html")
-        print(f"results: {results}\nreport: {page}")
+    try:
+        results = run_suite(suite, out, options)
+        if results is not None:  # rank 0
+            page = build_report([out], out / "index.html")
+            print(f"results: {results}\nreport: {page}")
+    except KeyboardInterrupt:
+        from .runner import kept_summary
+
+        print(f"\ncondbench {args.command}: interrupted. Nothing finished is lost; "
+              f"{kept_summary(out, options.cache_dir)}.\nResume with: {shlex.join(['condbench', *args.argv])}",
+              file=sys.stderr)
+        return 130
     return 0
 
 
@@ -117,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="models, tasks, suites and the policy grammar")
     p.add_argument("what", nargs="?", default="all", choices=["all", "models", "tasks", "suites", "policies"])
     p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("validate", help="check a suite (a built-in name or a YAML path) without running it")
+    p.add_argument("suite")
+    p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("analyze", help="embedding statistics of c over all conditions of a task")
     p.add_argument("--task", help="task whose conditions are analysed (default: the model's task, else digits)")
@@ -173,13 +193,19 @@ def _cuda() -> bool:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args)
     except (KeyError, ValueError, FileNotFoundError, RuntimeError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
         print(f"condbench {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except OSError as error:  # the file system: what failed and where, in one line
+        where = f": {error.filename}" if error.filename else ""
+        print(f"condbench {args.command}: error: {error.strerror or error}{where}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

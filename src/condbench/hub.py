@@ -2,7 +2,7 @@
 
 A :class:`WeightSource` names a file as its authors published it (file name, download URL, the Hugging Face
 repository when it lives there, and optionally its SHA-256). :func:`resolve_weights` returns a local path:
-the ``--ckpt`` path when given, else the cached copy, else it downloads the file once into the cache
+the path a user gave when given, else the cached copy, else it downloads the file once into the cache
 (``$CONDBENCH_CACHE``, default ``~/.cache/condbench``), atomically. Offline, or when the download fails, the
 error names the file, the URL, where it was looked for, and the option that takes a local copy.
 """
@@ -44,11 +44,25 @@ def offline() -> bool:
     return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("CONDBENCH_OFFLINE", "HF_HUB_OFFLINE"))
 
 
+CHECKPOINT_OPTION = ("the model option ckpt (in a suite: model_options: {{{model}: {{ckpt: PATH}}}}; in Python: "
+                     "ckpt=PATH; condbench analyze: --ckpt PATH)")
+_failed_downloads: list[str] = []  # downloads that failed in this process: the network is not tried again
+
+
+def checkpoint_option(model: str) -> str:
+    """Where a user gives a model's checkpoint path, for :func:`resolve_weights`' messages."""
+    return CHECKPOINT_OPTION.format(model=model)
+
+
 def resolve_weights(source: WeightSource, path: Optional[str | Path] = None, *, what: str,
-                    option: str = "--ckpt", download: bool = True) -> Path:
-    """A local copy of ``source``: ``path`` if given, else the cache, else a one-time download into the cache."""
+                    option: str = "the option that takes its path", download: bool = True) -> Path:
+    """A local copy of ``source``: ``path`` if given, else the cache, else a one-time download into the cache.
+
+    ``option`` says where a user gives the path (a phrase: "the task option reference_batch"). After one failed
+    download the process tries no other (no retries against a network that is not there).
+    """
     if path is not None:
-        return require_file(path, what, f"check the path given with {option}, or leave {option} out to use "
+        return require_file(path, what, f"check the path given as {option}, or leave it out to use "
                                         f"{source.describe()} (downloaded once into {cache_root() / 'weights'})")
     target = cache_root() / "weights" / source.filename
     if target.is_file():
@@ -56,7 +70,7 @@ def resolve_weights(source: WeightSource, path: Optional[str | Path] = None, *, 
         return target
     fetch = (f"download the parts {', '.join(source.parts)} and concatenate them in that order into {source.filename}"
              if source.parts else f"download {source.url} yourself")
-    how = f"{fetch} and pass {option} /path/to/{source.filename}, or place it at {target}"
+    how = f"{fetch}, then give its path as {option}, or place it at {target}"
     if not source.direct:
         raise CheckpointNotFoundError(
             f"{what} not found: {source.filename!r} is not in the cache ({target}), and it is published only on "
@@ -65,9 +79,14 @@ def resolve_weights(source: WeightSource, path: Optional[str | Path] = None, *, 
         raise CheckpointNotFoundError(
             f"{what} not found: {source.filename!r} is not in the cache ({target}) and downloads are off "
             f"(offline mode).\nHow to provide it: {how}.")
+    if _failed_downloads:
+        raise CheckpointNotFoundError(
+            f"{what} not found: {source.filename!r} is not in the cache ({target}); not downloaded from {source.url} "
+            f"because an earlier download in this run failed ({_failed_downloads[0]}).\nHow to provide it: {how}.")
     try:
         _download(source, target)
     except Exception as error:  # network, HTTP and hub errors all end here with the same remedy
+        _failed_downloads.append(f"{source.filename}: {error.__class__.__name__}")
         raise CheckpointNotFoundError(
             f"{what} not found: {source.filename!r} is not in the cache ({target}) and downloading it from "
             f"{source.url} failed ({error.__class__.__name__}: {error}).\nHow to provide it: {how}.") from None
@@ -127,4 +146,4 @@ def _verify(source: WeightSource, path: Path) -> None:
     if digest != source.sha256:
         raise CheckpointError(f"{path} does not match the published {source.filename}: sha256 {digest} instead of "
                               f"{source.sha256}. The download is corrupt or a different file: delete it and run "
-                              f"again, or pass a good copy with --ckpt.")
+                              f"again, or give the path of a good copy.")

@@ -62,8 +62,8 @@ def shared_prefix(policy: Policy, num_steps: int, baseline_planned: bool) -> int
 
 def expand(suite: Suite, tasks: Optional[Sequence[str]] = None, models: Optional[Sequence[str]] = None,
            policies: Optional[Sequence[str]] = None) -> list[Cell]:
-    """The suite's cells, baseline first per (task, model), filtered by name (policies by canonical spec)."""
-    wanted_policies = {parse_policy(p).canonical() for p in policies} if policies else None
+    """The suite's cells, baseline first per (task, model), filtered by name (policies by their exact key)."""
+    wanted_policies = {parse_policy(p).key() for p in policies} if policies else None
     cells = []
     for task in suite.tasks:
         if tasks and task not in tasks:
@@ -73,7 +73,7 @@ def expand(suite: Suite, tasks: Optional[Sequence[str]] = None, models: Optional
                 continue
             for spec in sorted(suite.policies, key=lambda s: not parse_policy(s).is_baseline):
                 policy = parse_policy(spec)
-                if wanted_policies is None or policy.canonical() in wanted_policies:
+                if wanted_policies is None or policy.key() in wanted_policies:
                     cells.append(Cell(task, model, policy))
     return cells
 

@@ -5,8 +5,8 @@ Grammar (whitespace is ignored)::
     policy   := action ["@" schedule] ("," option)*
     action   := baseline | tail:TAU | head:TAU | topk:K | random:FRACTION
               | random-like:ACTION | drop-t | drop-cond
-    schedule := all | t0 | first:K | last:K            (default: all)
-    option   := mask=per-sample|fixed | branch=both|cond|uncond | seed=INT
+    schedule := all | t0 | first:K | last:K            (default: all; every K >= 1)
+    option   := mask=per-sample|fixed | branch=both|cond|uncond | seed=INT   (each at most once)
 
 - ``tail:TAU`` zeroes |c_i| < TAU; ``head:TAU`` zeroes |c_i| > TAU; ``topk:K`` keeps the K largest |c_i|.
 - ``random:FRACTION`` zeroes round(FRACTION * d) dimensions chosen at random.
@@ -51,14 +51,22 @@ class Action:
     value: float = 0.0
     control_of: Optional["Action"] = None
 
-    def label(self) -> str:
+    def label(self, exact: bool = False) -> str:
+        """``kind:value``; values printed with 6 significant digits, or ``exact``ly (the shortest text that
+        reads back as the same float)."""
         if self.kind == "random-like":
-            return f"random-like:{self.control_of.label()}"
+            return f"random-like:{self.control_of.label(exact)}"
         if self.kind in ("tail", "head", "random"):
-            return f"{self.kind}:{self.value:g}"
+            return f"{self.kind}:{_exact(self.value) if exact else f'{self.value:g}'}"
         if self.kind == "topk":
             return f"topk:{int(self.value)}"
         return self.kind
+
+
+def _exact(value: float) -> str:
+    """The short ``:g`` form when it reads back as ``value``, else ``repr`` (which always does)."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
 
 
 @dataclass(frozen=True)
@@ -100,7 +108,10 @@ def _parse_action(spec: str, text: str) -> Action:
     if name in ("tail", "head"):
         return Action(name, _number(spec, arg, "TAU"))
     if name == "topk":
-        return Action(name, _number(spec, arg, "K", integer=True))
+        k = _number(spec, arg, "K", integer=True)
+        if k < 1:
+            raise PolicySpecError(spec, "K must be >= 1 (topk:K keeps the K largest dimensions; 0 would keep none)")
+        return Action(name, k)
     if name == "random":
         fraction = _number(spec, arg, "FRACTION")
         if fraction > 1:
@@ -157,8 +168,18 @@ class Policy:
         return self.mask == "fixed"
 
     def canonical(self) -> str:
-        """A normalised spec: equal policies have equal canonical strings (used in cache keys and tables)."""
-        out = self.action.label()
+        """A normalised spec for people (thresholds with 6 significant digits): for logs and tables."""
+        return self._normalised(exact=False)
+
+    def key(self) -> str:
+        """The exact normalised spec: equal if and only if the policies are equal (cache keys and records).
+
+        It is the canonical label wherever that label is exact, so it reads the same for usual thresholds.
+        """
+        return self._normalised(exact=True)
+
+    def _normalised(self, exact: bool) -> str:
+        out = self.action.label(exact)
         if self.schedule.kind != "all":
             out += "@" + self.schedule.label()
         if self.mask != "per-sample":
@@ -261,10 +282,14 @@ def parse_policy(spec: str) -> Policy:
     action = _parse_action(spec, action_text)
     schedule = _parse_schedule(spec, schedule_text) if at else Schedule()
     settings = {"mask": "per-sample", "branch": "both", "seed": 0}
+    given: set[str] = set()
     for option in options:
         key, eq, value = option.partition("=")
         if not eq or key not in settings:
             raise PolicySpecError(spec, f"unknown option {option!r}")
+        if key in given:
+            raise PolicySpecError(spec, f"option {key!r} is given twice")
+        given.add(key)
         if key == "mask" and value not in ("per-sample", "fixed"):
             raise PolicySpecError(spec, f"mask must be per-sample or fixed, got {value!r}")
         if key == "branch" and value not in ("both", "cond", "uncond"):

@@ -7,11 +7,12 @@ and how to provide it, instead of failing on the first one hours in.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from .checkpoints import CheckpointNotFoundError
-from .registry import load_task, model_entry
+from .registry import load_adapter, load_task, model_entry
 from .suites import Suite
 
 
@@ -25,6 +26,33 @@ class MissingInput:
 
 class MissingInputsError(CheckpointNotFoundError):
     """One or more files a run needs are missing; the message lists all of them."""
+
+
+def load_tasks(suite: Suite) -> dict[str, Any]:
+    """One task object per task of the suite, built with its task_options (a wrong option names the key)."""
+    tasks = {}
+    for name in suite.tasks:
+        try:
+            tasks[name] = load_task(name, **suite.task_options)
+        except TypeError as error:  # an option the task does not take, or a value of the wrong kind
+            raise ValueError(f"suite {suite.name!r}: key 'task_options' does not fit task {name!r}: {error}") from None
+    return tasks
+
+
+def check_model_options(suite: Suite, models: list[str]) -> None:
+    """Build each model's embedders on the CPU with the suite's options (a few MB of each checkpoint): an
+    unknown option, a bad value or a checkpoint that does not fit fails now, before any output is written.
+    Models whose factory cannot build the embedders alone are checked when they are loaded."""
+    problems = []
+    for name in models:
+        if "embedders_only" not in inspect.signature(model_entry(name).factory).parameters:
+            continue
+        try:
+            load_adapter(name, device="cpu", embedders_only=True, **suite.adapter_options(name))
+        except (TypeError, ValueError) as error:
+            problems.append(f"key 'model_options.{name}' ({suite.adapter_options(name)}): {error}")
+    if problems:
+        raise ValueError(f"suite {suite.name!r} cannot run:\n" + "\n".join(problems))
 
 
 def check_inputs(suite: Suite, log: Callable[[str], None] = print, tasks: Optional[dict[str, Any]] = None) -> Suite:

@@ -8,7 +8,11 @@
 - Many processes (torchrun): shard j goes to rank j mod world size; features, not images, are gathered
   to rank 0, which scores and writes. Shards are computed identically wherever they run, so the numbers
   do not depend on the number of processes.
-- Records: one per finished cell, appended to ``results.jsonl`` at once; ``results.json`` at the end.
+- Records: one per finished cell, appended to ``results.jsonl`` at once. A run never truncates it: every
+  input is checked before the output folder is touched, and ``results.json`` (written at the end) holds the
+  newest record of each (task, model, policy) in ``results.jsonl``, so a failed run loses no finished cell.
+- Every file is written atomically (:mod:`condbench.storage`); temporaries of killed writes are removed on
+  start.
 """
 from __future__ import annotations
 
@@ -30,15 +34,18 @@ from .adapters.base import Adapter, PolicyTrace, SamplerState
 from .analysis import analyze
 from .cache import ShardCache, cache_key
 from .distributed import World
+from .finite import NonFiniteError, require_finite, require_finite_metrics
 from .paired import PairedBootstrap
 from .metrics.inception import quantize_uint8
 from .metrics.reference_batch import BatchNpzWriter
 from .plan import Cell, expand, first_active_step, shared_prefix
-from .preflight import check_inputs
+from .preflight import check_inputs, check_model_options, load_tasks
 from .policies import Policy
 from .progress import progress_bar
-from .registry import load_adapter, load_task
+from .registry import load_adapter
 from .seeding import PairedNoise
+from .storage import (append_line, atomic_save_npz, atomic_write, clean_stale_temporaries, ensure_folder,
+                      read_jsonl)
 from .suites import Suite
 
 SCHEMA_VERSION = 1
@@ -49,19 +56,28 @@ FEATURE_BATCH = 250
 Log = Callable[[str], None]
 
 
-class NonFiniteSamplesError(RuntimeError):
-    """A cell produced NaN or infinite samples; earlier cells are kept."""
+class NonFiniteSamplesError(NonFiniteError):
+    """A cell produced NaN or infinite samples, features or logits; earlier cells are kept."""
 
 
 class MissingShardsError(RuntimeError):
     """``condbench score`` found cells that were never sampled into the cache."""
 
 
+def float32_precision() -> dict:
+    """How float32 matrix products and convolutions ran: TF32 changes GPU numbers (the official DiT, SiT, REPA,
+    MG and MDT sampling scripts turn it on; condbench leaves PyTorch's defaults unless told otherwise)."""
+    return {"dtype": "float32", "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32), "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
+            "applies": "cuda" if torch.cuda.is_available() else "no (CPU: TF32 exists only on NVIDIA GPUs)"}
+
+
 def environment() -> dict:
-    """Versions and device, for the provenance of every result."""
+    """Versions, device and arithmetic, for the provenance of every result."""
     return {"condbench": __version__, "torch": torch.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "numpy": np.__version__,
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "precision": float32_precision(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(sys.argv)}
 
@@ -96,6 +112,15 @@ class CellContext:
     state_steps: list[int]  # steps at which the baseline keeps its states for later-acting policies
     grid_count: int
     identity: dict = field(default_factory=dict)  # the cache-key parts shared by all shards
+    task_name: str = ""
+
+    def cell(self, policy: Policy) -> str:
+        """The cell's name in messages: task / model / policy."""
+        return f"{self.task_name} / {self.adapter.name} / {policy.key()}"
+
+
+def _cell_key(ctx: CellContext, policy: Policy, shard: tuple[int, int]) -> str:
+    return _shard_key(ctx, "cell", *shard, policy=policy.key())
 
 
 def _shard_key(ctx: CellContext, kind: str, start: int, stop: int, **extra) -> str:
@@ -125,6 +150,10 @@ def compute_shard(ctx: CellContext, policy: Policy, start: int, stop: int) -> di
         while len(images) >= FEATURE_BATCH or (final and len(images)):
             chunk = images[:FEATURE_BATCH]
             f, l = task.evaluator.features(chunk, conditions[done:done + len(chunk)])
+            require_finite(f, f"{ctx.cell(policy)}: features of the samples", first_index=done,  # (N, F)
+                           error=NonFiniteSamplesError)
+            require_finite(l, f"{ctx.cell(policy)}: logits of the samples", first_index=done,  # (N, K)
+                           error=NonFiniteSamplesError, placeholders=True)
             features.append(f.numpy())
             logits.append(l.numpy())
             images, done = images[FEATURE_BATCH:], done + len(chunk)
@@ -136,11 +165,7 @@ def compute_shard(ctx: CellContext, policy: Policy, start: int, stop: int) -> di
         begin = SamplerState(shared, torch.from_numpy(prefix["x"][b0 - start:b1 - start])) if prefix else None
         out = adapter.sample(conditions[b0:b1], PairedNoise(ctx.suite.seed, range(b0, b1), adapter.device), policy,
                              start=begin, keep_states=keep)
-        bad = ~torch.isfinite(out.samples.flatten(1)).all(dim=1)
-        if bad.any():
-            raise NonFiniteSamplesError(f"{adapter.name} under {policy.canonical()}: {int(bad.sum())} of {b1 - b0} "
-                                        f"samples in indices {b0}..{b1 - 1} are NaN or infinite "
-                                        f"(first: index {b0 + int(bad.nonzero()[0])})")
+        require_finite(out.samples, f"{ctx.cell(policy)}: samples", first_index=b0, error=NonFiniteSamplesError)
         images = adapter.decode(out.samples).cpu()
         if ctx.suite.keep_samples:
             kept.append(quantize_uint8(images).permute(0, 2, 3, 1).numpy())  # (N, H, W, C)
@@ -171,7 +196,7 @@ def run_cell_shards(ctx: CellContext, policy: Policy, shards: list[tuple[int, in
     """
     done: dict[tuple[int, int], dict] = {}
     cached, waiting = 0, []
-    key_of = {s: _shard_key(ctx, "cell", *s, policy=policy.canonical()) for s in shards}
+    key_of = {s: _cell_key(ctx, policy, s) for s in shards}
     def get(shard: tuple[int, int]) -> Optional[dict]:
         found = ctx.cache.get(key_of[shard])
         if found is not None and ctx.suite.keep_samples and "samples" not in found:
@@ -182,8 +207,7 @@ def run_cell_shards(ctx: CellContext, policy: Policy, shards: list[tuple[int, in
         for shard in shards:
             found = get(shard)
             if found is None and score_only:
-                raise MissingShardsError(f"{desc}: indices {shard[0]}..{shard[1] - 1} were never sampled into "
-                                         f"{ctx.cache.root}; run `condbench run` first")
+                raise MissingShardsError(_missing(ctx, policy, shard))
             if found is None:
                 with ctx.cache.lock(key_of[shard], wait=False) as mine:
                     if not mine:
@@ -212,13 +236,25 @@ def run_cell_shards(ctx: CellContext, policy: Policy, shards: list[tuple[int, in
     return done, cached
 
 
+def _missing(ctx: CellContext, policy: Policy, shard: tuple[int, int]) -> str:
+    """Why a shard ``condbench score`` needs is not in the cache, naming its file."""
+    key = _cell_key(ctx, policy, shard)
+    why = ctx.cache.quarantine_reason(key)
+    state = f"was moved to quarantine ({why})" if why else "was never sampled"
+    return (f"{ctx.cell(policy)}: indices {shard[0]}..{shard[1] - 1} are missing from the cache: "
+            f"{ctx.cache.path(key)} {state}; run `condbench run` to compute it")
+
+
 def write_samples_npz(ctx: CellContext, policy: Policy, shards: list[tuple[int, int]], path: Path) -> Path:
     """The cell's samples, uint8 NHWC in index order, as ``arr_0`` (the format ADM's evaluator reads), with
     the requested class (or prompt) of each sample as ``labels``; streamed shard by shard from the cache, where every
     rank put its shards."""
     writer = BatchNpzWriter(path)
     for shard in shards:
-        samples = ctx.cache.get(_shard_key(ctx, "cell", *shard, policy=policy.canonical()))["samples"]
+        found = ctx.cache.get(_cell_key(ctx, policy, shard))
+        if found is None or "samples" not in found:
+            raise MissingShardsError(_missing(ctx, policy, shard))
+        samples = found["samples"]
         writer.append(torch.from_numpy(samples).permute(0, 3, 1, 2))  # (N, C, H, W)
     labels = sample_labels(ctx.task)
     return writer.close(labels=labels.numpy() if isinstance(labels, torch.Tensor) else labels)
@@ -245,25 +281,93 @@ def _assemble(parts: list[dict], shards: list[tuple[int, int]]) -> dict[str, np.
             "trace": PolicyTrace(len(per_step), per_step.tolist(), ordered[0]["active_steps"].tolist())}
 
 
+def _number(value: Optional[float], spec: str) -> str:
+    """A statistic for the log ("n/a" when it is undefined, e.g. a cosine over one condition)."""
+    return "n/a" if value is None else format(value, spec)
+
+
+def _read_json(path: Path, log: Log) -> dict:
+    """A previous run's ``results.json``, or {} (absent or unreadable: said, and ignored)."""
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        log(f"warning: {path} cannot be read ({error}); its per-model entries are not carried over")
+        return {}
+
+
+def _previous_grids(path: Path, names: set[str], log: Log) -> dict[str, np.ndarray]:
+    """The sample grids of cells an earlier run wrote to ``samples_grid.npz`` and this run did not redo."""
+    if not names or not path.is_file():
+        return {}
+    try:
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files if k in names}
+    except Exception as error:  # a damaged file: its grids are drawn again by the next run of those cells
+        log(f"warning: {path} cannot be read ({error.__class__.__name__}); earlier cells' grids are left out")
+        return {}
+
+
+def newest_records(path: Path, log: Log = print) -> list[dict]:
+    """The newest record of each (task, model, policy) in a ``results.jsonl``, in the order cells first appeared."""
+    newest: dict[tuple, dict] = {}
+    for record in read_jsonl(path, log):
+        newest[(record.get("task"), record.get("model"), record.get("policy"))] = record
+    return list(newest.values())
+
+
+def _write_summary(out: Path, summary: dict, grids: dict[str, np.ndarray], log: Log) -> Path:
+    """``results.json`` and ``samples_grid.npz`` of every cell finished in ``out``: this run's, and earlier
+    runs' cells it did not redo (their records, analyses and grids are kept, never dropped)."""
+    previous = _read_json(out / "results.json", log)
+    for part in ("analysis", "models", "tasks", "grids"):
+        for name, value in previous.get(part, {}).items():
+            summary[part].setdefault(name, value)
+    summary["records"] = newest_records(out / "results.jsonl", log)
+    kept = set(summary["grids"].values()) - set(grids)
+    atomic_save_npz(out / "samples_grid.npz", {**_previous_grids(out / "samples_grid.npz", kept, log), **grids},
+                    compressed=True)
+    return atomic_write(out / "results.json", json.dumps(summary, indent=1, default=str))
+
+
+def kept_summary(out_dir: str | Path, cache_dir: Optional[str | Path] = None) -> str:
+    """What an interrupted run leaves: the finished cells in ``results.jsonl`` and the shards in the cache."""
+    out = Path(out_dir)
+    cache = Path(cache_dir) if cache_dir else out / "cache"
+    records = newest_records(out / "results.jsonl", log=lambda _: None)
+    cells = ", ".join(f"{r.get('model')} {r.get('policy')}" for r in records[:10]) + (" ..." * (len(records) > 10))
+    shards = sum(1 for folder in cache.glob("??") for _ in folder.glob("*.npz")) if cache.is_dir() else 0
+    return (f"kept: {len(records)} finished cell(s) in {out / 'results.jsonl'}{': ' + cells if records else ''}; "
+            f"{shards} finished shard file(s) in {cache}")
+
+
 def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] = None,
               world: Optional[World] = None) -> Optional[Path]:
-    """Run (or, with ``score_only``, re-score) the suite's cells; returns ``results.json`` on rank 0."""
+    """Run (or, with ``score_only``, re-score) the suite's cells; returns ``results.json`` on rank 0.
+
+    Everything is checked before the output folder is touched: the suite, the task options, every
+    checkpoint and model option, and that the output and cache folders can be written.
+    """
     options = options or RunOptions()
     world = world or World.from_environment()
     log = options.log if world.is_main else (lambda _: None)
     out = Path(out_dir)
-    cache = ShardCache(options.cache_dir or out / "cache")
     cells = expand(suite, options.tasks, options.models, options.policies)
     if not cells:
         raise ValueError("the filters leave no cell to run")
     selected = Suite(**{**suite.__dict__, "task": sorted({c.task for c in cells}),
                         "models": [m for m in suite.models if m in {c.model for c in cells}]})
-    tasks = {name: load_task(name, **suite.task_options) for name in selected.tasks}  # one instance per task
-    runnable = set(check_inputs(selected, log, tasks).models)  # every missing file is reported before any work
+    tasks = load_tasks(selected)  # one instance per task
+    runnable = check_inputs(selected, log, tasks).models  # every missing file is reported before any work
+    check_model_options(selected, runnable)
     cells = [c for c in cells if c.model in runnable]
     if world.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "results.jsonl").write_text("")
+        ensure_folder(out, "output folder")
+    # every rank reports the cache files it moves aside
+    cache = ShardCache(ensure_folder(options.cache_dir or out / "cache", "cache folder"), log=options.log)
+    if world.is_main:
+        clean_stale_temporaries([out, out / "samples", *cache.folders()], log)
     env = environment()
     summary = {"schema_version": SCHEMA_VERSION, "suite": suite.__dict__, "tasks": {}, "environment": env,
                "models": {}, "analysis": {}, "records": [], "grids": {}}
@@ -273,9 +377,7 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
         groups.setdefault((cell.task, cell.model), []).append(cell)
     for (task_name, model_name), group in groups.items():
         task = tasks[task_name]  # its metric networks are loaded once, whatever the number of models
-        model_options = {**({"microbatch": suite.microbatch} if suite.microbatch else {}),
-                         **suite.model_options.get(model_name, {})}
-        adapter = load_adapter(model_name, device=world.device(options.device), **model_options)
+        adapter = load_adapter(model_name, device=world.device(options.device), **suite.adapter_options(model_name))
         if hasattr(task, "prepare_adapter"):
             task.prepare_adapter(adapter)  # e.g. pose: the mean condition over the pairs, for mask=fixed policies
         description = adapter.describe()
@@ -284,12 +386,14 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
         summary["tasks"][task_name] = task_description
         if world.is_main:
             log(f"[{model_name}] embedding analysis over {len(task.analysis_conditions())} conditions")
-            stats, arrays = analyze(adapter, task.analysis_conditions(), **suite.analysis)
-            np.savez_compressed(out / f"analysis_{slug(model_name)}.npz", **arrays)
+            try:
+                stats, arrays = analyze(adapter, task.analysis_conditions(), **suite.analysis)
+            except NonFiniteError as error:
+                raise NonFiniteError(f"{task_name} / {model_name} (embedding analysis): {error}") from None
             summary["analysis"][model_name] = stats
             c = stats["c"]
-            log(f"[{model_name}] d={c['dim']} PR={c['pr']['mean']:.2f} nPR={c['npr']['mean']:.2%} "
-                f"mean cosine={c['cosine']['mean']:.4f}")
+            log(f"[{model_name}] d={c['dim']} PR={_number(c['pr']['mean'], '.2f')} "
+                f"nPR={_number(c['npr']['mean'], '.2%')} mean cosine={_number(c['cosine']['mean'], '.4f')}")
         n = task.num_samples
         shards = [(a, min(a + suite.shard_size, n)) for a in range(0, n, suite.shard_size)]
         steps = adapter.sampler_steps
@@ -298,8 +402,16 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
         ctx = CellContext(suite, task, adapter, cache, options.batch_size or suite.batch_size, state_steps,
                           min(n, task.grid_count),
                           {"adapter": description, "task": task_description, "seed": suite.seed,
-                           "schema": SCHEMA_VERSION, "feature_batch": FEATURE_BATCH})
+                           "schema": SCHEMA_VERSION, "feature_batch": FEATURE_BATCH}, task_name=task_name)
+        if options.score_only:  # every missing shard of the model at once, before any of its cells is scored
+            absent = [_missing(ctx, c.policy, s) for c in group for s in shards[world.rank::world.size]
+                      if not cache.path(_cell_key(ctx, c.policy, s)).is_file()]
+            if absent:
+                raise MissingShardsError(f"{len(absent)} shard(s) missing:\n" + "\n".join(absent))
         labels = sample_labels(task)
+        if world.is_main and hasattr(task, "grid_context"):  # paired tasks: inputs and ground truth of the grids
+            for part, images in task.grid_context(ctx.grid_count).items():
+                grids[f"context_{slug(task_name)}_{part}"] = images
         comparison: Optional[PairedBootstrap] = None
         for cell in group:
             policy = cell.policy
@@ -313,6 +425,7 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
             data = _assemble([g["shards"] for g in gathered], shards)
             scored = (torch.from_numpy(data["features"]), torch.from_numpy(data["logits"]), labels)
             metrics = task.evaluator.score(*scored)
+            require_finite_metrics(metrics, scored[1], f"{ctx.cell(policy)} (logits)", error=NonFiniteSamplesError)
             if policy.is_baseline:
                 resample_score = getattr(task.evaluator, "bootstrap_score", task.evaluator.score)
                 comparison = PairedBootstrap(resample_score, scored, suite.bootstrap, seed=suite.seed,
@@ -322,7 +435,7 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
             seconds = time.time() - started
             record = {
                 "schema_version": SCHEMA_VERSION, "task": task_name, "model": model_name,
-                "policy": policy.canonical(), "spec": policy.spec, "metrics": metrics, "paired_vs_baseline": deltas,
+                "policy": policy.key(), "spec": policy.spec, "metrics": metrics, "paired_vs_baseline": deltas,
                 "dims_removed": trace.mean_removed(), "dims_removed_first_step": trace.first_active_removed(),
                 "dims_removed_fraction": trace.mean_removed() / adapter.embed_dim, "trace": trace.to_dict(),
                 "num_samples": n, "seed": suite.seed, "protocol": task_description["metric_protocol"],
@@ -334,34 +447,25 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
                 "work": {"shards": len(shards), "shards_from_cache": sum(g["cached"] for g in gathered),
                          "denoiser_evaluations": sum(g["evaluations"] for g in gathered), "processes": world.size},
                 "timing": {"seconds": seconds, "samples_per_s": n / seconds if seconds > 0 else None},
-                "environment": {k: env[k] for k in ("condbench", "torch", "cuda")}, "device": str(adapter.device),
+                "environment": {k: env[k] for k in ("condbench", "torch", "cuda", "precision")}, "device": str(adapter.device),
             }
             if suite.keep_samples:
-                npz = out / "samples" / f"{slug(f'{model_name}|{policy.canonical()}')}.npz"
+                npz = out / "samples" / f"{slug(f'{model_name}|{policy.key()}')}.npz"
                 record["samples_npz"] = str(write_samples_npz(ctx, policy, shards, npz))
-            with (out / "results.jsonl").open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
-            summary["records"].append(record)
-            grid_name = f"{model_name}|{policy.canonical()}"
+            append_line(out / "results.jsonl", json.dumps(record), log)
+            grid_name = f"{model_name}|{policy.key()}"
             grids[slug(grid_name)] = data["grid"]
             summary["grids"][grid_name] = slug(grid_name)
             headline = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float)))
             log(f"[{model_name}] {policy.canonical():<30} removed {record['dims_removed']:6.1f}/{adapter.embed_dim}  "
                 f"{headline}  ({seconds:.1f}s, {record['work']['shards_from_cache']}/{len(shards)} shards cached)")
+        if world.is_main:  # once every cell of the model is finished: a failed run leaves the earlier file
+            atomic_save_npz(out / f"analysis_{slug(model_name)}.npz", arrays, compressed=True)
     world.barrier()
     if not world.is_main:
         return None
-    for name, task in tasks.items():
-        if hasattr(task, "grid_context"):  # paired tasks: the inputs and ground truth of the grids' samples
-            for part, images in task.grid_context(min(task.num_samples, task.grid_count)).items():
-                grids[f"context_{slug(name)}_{part}"] = images
-    np.savez_compressed(out / "samples_grid.npz", **grids)
     summary["task"] = next(iter(summary["tasks"].values()))
     track = getattr(tasks[cells[0].task], "training_track", lambda: None)()
     if track is not None:
         summary["training_track"] = track
-    results = out / "results.json"
-    tmp = results.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=1, default=str))
-    tmp.replace(results)
-    return results
+    return _write_summary(out, summary, grids, log)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
-from ..hub import WeightSource, resolve_weights
+from ..hub import WeightSource, checkpoint_option, resolve_weights
 from .base import Adapter
 from .loading import load_network
 from .mdsgen_model import MDSGEN_EMBEDDER_PREFIXES, MDSGEN_TRAINING_ONLY_PREFIXES
@@ -57,7 +57,7 @@ class ReleasedModel:
 
     def resolve(self, ckpt: Optional[str] = None) -> Path:
         """The local checkpoint: ``ckpt``, the cached copy, or a one-time download."""
-        return resolve_weights(self.weights, ckpt, what=f"{self.name} checkpoint")
+        return resolve_weights(self.weights, ckpt, what=f"{self.name} checkpoint", option=checkpoint_option(self.name))
 
     def load(self, ckpt: Optional[str] = None, device: str = "cpu", model_config: Optional[dict] = None,
              embedders_only: bool = False, decoder: Optional[Any] = None, sampler: Optional[str] = None,

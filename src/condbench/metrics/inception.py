@@ -129,7 +129,7 @@ def weights_path(path: Optional[str | Path] = None, download: bool = False) -> P
     if explicit is not None:
         return require_file(explicit, "Inception weights for FID/sFID/IS/Precision/Recall", how)
     if download:
-        return resolve_weights(WEIGHTS, what="Inception weights", option=f"${WEIGHTS_ENV}")
+        return resolve_weights(WEIGHTS, what="Inception weights", option=f"the task option inception_weights or the environment variable ${WEIGHTS_ENV}")
     target = cache_root() / "weights" / WEIGHTS.filename
     if not target.is_file():
         raise CheckpointNotFoundError(

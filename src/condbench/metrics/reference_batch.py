@@ -9,7 +9,6 @@ and the Inception weights' SHA-256.
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from functools import cached_property
@@ -21,6 +20,7 @@ import torch
 
 from ..checkpoints import file_sha256, require_file
 from ..hub import WeightSource, cache_root
+from ..storage import atomic_path, temporary_name
 from .inception import POOL_DIM, SFID_DIM
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ class BatchNpzWriter:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._raw = tempfile.NamedTemporaryFile(dir=self.path.parent, prefix=f".{self.path.name}.", delete=False)
+        self._raw = open(temporary_name(self.path.with_name(self.path.name + ".images")), "wb")  # cleaned if orphaned
         self._count = 0
         self._image_shape: Optional[tuple[int, ...]] = None
 
@@ -93,11 +93,10 @@ class BatchNpzWriter:
         """Finish the file, adding ``arrays`` (e.g. mu, sigma) beside arr_0; returns its path."""
         self._raw.close()
         raw_path = Path(self._raw.name)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
                       "shape": (self._count, *(self._image_shape or (0, 0, 3)))}
-            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+            with atomic_path(self.path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
                 with archive.open("arr_0.npy", "w", force_zip64=True) as member, open(raw_path, "rb") as raw:
                     np.lib.format.write_array_header_1_0(member, header)
                     while block := raw.read(1 << 24):
@@ -105,10 +104,8 @@ class BatchNpzWriter:
                 for name, array in arrays.items():
                     with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
                         np.lib.format.write_array(member, np.asarray(array))
-            os.replace(tmp, self.path)
         finally:
             raw_path.unlink(missing_ok=True)
-            tmp.unlink(missing_ok=True)
         return self.path
 
 
@@ -192,9 +189,8 @@ class ReferenceBatch:
             raise ValueError(f"expected features of shape {(self.num_images, POOL_DIM)}, got {features.shape}")
         sidecar = self.sidecar_path(weights_sha256, cache_dir)
         sidecar.parent.mkdir(parents=True, exist_ok=True)
-        tmp = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.tmp.npy")
-        np.save(tmp, features.astype(np.float32))
-        os.replace(tmp, sidecar)
+        with atomic_path(sidecar) as tmp, open(tmp, "wb") as handle:  # a handle: np.save would add ".npy"
+            np.save(handle, features.astype(np.float32))
         return sidecar
 
 

@@ -16,6 +16,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..policies import parse_policy
+from ..storage import atomic_write
 from . import plots
 
 # metric key -> (label, which direction is better)
@@ -341,7 +342,4 @@ def build_report(run_dirs: list[str | Path], out: str | Path) -> Path:
     page = ("<!doctype html><html lang=en><head><meta charset=utf-8><title>condbench report</title>"
             f"<style>{STYLE}</style></head><body><nav>{''.join(nav)}</nav><main>{''.join(body)}</main>"
             f"<script>{SORTER}</script></body></html>")
-    target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(page, encoding="utf-8")
-    return target
+    return atomic_write(out, page)
