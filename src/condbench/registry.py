@@ -99,6 +99,7 @@ def _register_builtins() -> None:
     from .tasks.audio import AudioTask
     from .tasks.digits import ASSET_DIT, DIGITS_DIT_CONFIG, DIGITS_SAMPLER, DigitsTask
     from .tasks.imagenet import ImageNetTask
+    from .tasks.pose import PoseTask
     from .tasks.text import TextTask
 
     def digits_checkpoint(ckpt: Optional[str] = None) -> Path:
@@ -147,6 +148,8 @@ def _register_builtins() -> None:
                             TextTask))
     register_task(TaskEntry("audio", "video-to-audio on the VGGSound test clips (MDSGen): FD_VGG, FD_PANNs, KL, IS "
                             "(av-benchmark protocol)", AudioTask))
+    register_task(TaskEntry("pose", "pose-guided person images, DeepFashion test pairs (PIDM protocol: FID, SSIM, "
+                            "LPIPS, PSNR)", PoseTask))
 
 
 def _sd3_entry(release) -> ModelEntry:

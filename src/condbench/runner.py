@@ -266,19 +266,21 @@ def write_samples_npz(ctx: CellContext, policy: Policy, shards: list[tuple[int, 
 
     if samples(shards[0]).ndim == 2:  # waveforms (N, L): float32, with the clip indices they pair with
         atomic_save_npz(path, {"arr_0": np.concatenate([samples(s) for s in shards]),
-                               "labels": np.asarray(_score_labels(ctx.task)),
+                               "labels": np.asarray(sample_labels(ctx.task)),
                                "sample_rate": np.int64(ctx.adapter.sample_rate)})
         return path
     writer = BatchNpzWriter(path)
     for shard in shards:
         writer.append(torch.from_numpy(samples(shard)).permute(0, 3, 1, 2))  # (N, C, H, W)
-    labels = ctx.task.conditions()  # class ids (a tensor) or prompts (a list of strings)
-    return writer.close(labels=labels.numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels))
+    labels = sample_labels(ctx.task)
+    return writer.close(labels=labels.numpy() if isinstance(labels, torch.Tensor) else labels)
 
 
-def _score_labels(task):
-    """What the metrics pair sample i with: ``task.score_labels()`` (e.g. clip indices) or its conditions."""
-    labels = getattr(task, "score_labels", task.conditions)()
+def sample_labels(task) -> torch.Tensor | np.ndarray:
+    """What each sample is scored against, indexable by a bootstrap resample: the task's ``labels()`` where its
+    conditions are not labels themselves (pose: pair indices; audio: clip indices), else class ids (a tensor) or
+    prompts (an array)."""
+    labels = task.labels() if hasattr(task, "labels") else task.conditions()
     return labels if isinstance(labels, torch.Tensor) else np.asarray(labels)
 
 
@@ -393,6 +395,8 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
     for (task_name, model_name), group in groups.items():
         task = tasks[task_name]  # its metric networks are loaded once, whatever the number of models
         adapter = load_adapter(model_name, device=world.device(options.device), **suite.adapter_options(model_name))
+        if hasattr(task, "prepare_adapter"):
+            task.prepare_adapter(adapter)  # e.g. pose: the mean condition over the pairs, for mask=fixed policies
         description = adapter.describe()
         task_description = task.describe()
         summary["models"][model_name] = description
@@ -422,7 +426,10 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
                       if not cache.path(_cell_key(ctx, c.policy, s)).is_file()]
             if absent:
                 raise MissingShardsError(f"{len(absent)} shard(s) missing:\n" + "\n".join(absent))
-        labels = _score_labels(task)  # prompts become an array, so paired-bootstrap resamples can index it
+        labels = sample_labels(task)
+        if world.is_main and hasattr(task, "grid_context"):  # paired tasks: inputs and ground truth of the grids
+            for part, images in task.grid_context(ctx.grid_count).items():
+                grids[f"context_{slug(task_name)}_{part}"] = images
         comparison: Optional[PairedBootstrap] = None
         for cell in group:
             policy = cell.policy

@@ -34,6 +34,7 @@ from .vae import SD_VAE_SCALE, SDVAEDecoder
 from .xmdpt_model import XMDPT, XMDPT_SIZES, xmdpt_config
 
 COND_KEYS = ("pose_features", "source_features", "source_latent")
+SET_EMBEDDING_BATCH = 64  # pairs per condition-embedding call over a whole set of pairs
 
 # The README's "VAE (fine-tuned only decoder)": a diffusers AutoencoderKL folder (infer_xmdpt.py reads it from
 # model_zoo/diffuser_finetune_vae), published on Google Drive only.
@@ -132,6 +133,7 @@ class XMDPTAdapter(MDTAdapter):
         super().__init__(model, name, num_steps=num_steps, cfg_scale=cfg_scale, scale_pow=scale_pow,
                          diffusion_steps=diffusion_steps, cfg_channels=model.config.out_channels, **options)
         self._condition_mean: Optional[torch.Tensor] = None
+        self._set_embedding: Optional[tuple[object, torch.Tensor]] = None  # (a task's set of pairs, its parts (N, D))
 
     @property
     def has_null_condition(self) -> bool:
@@ -142,8 +144,15 @@ class XMDPTAdapter(MDTAdapter):
         return torch.zeros_like(y)
 
     @torch.no_grad()
-    def condition_embedding(self, cond: dict) -> torch.Tensor:
-        """The condition parts of c (N, D) for a ``cond`` dict of N pairs (see the module docstring)."""
+    def condition_embedding(self, cond) -> torch.Tensor:
+        """The condition parts of c (N, D) for a ``cond`` dict of N pairs (see the module docstring), or for a
+        task's whole set of pairs (an object with ``batches(size)`` giving such dicts: the pose task's conditions),
+        embedded batch by batch and kept for the next call with the same set (the analysis asks once per step)."""
+        if not isinstance(cond, dict) and hasattr(cond, "batches"):
+            if self._set_embedding is None or self._set_embedding[0] is not cond:
+                parts = [self.condition_embedding(batch) for batch in cond.batches(SET_EMBEDDING_BATCH)]
+                self._set_embedding = (cond, torch.cat(parts))
+            return self._set_embedding[1]
         if not isinstance(cond, dict) or set(cond) != set(COND_KEYS):
             found = sorted(cond) if isinstance(cond, dict) else type(cond).__name__
             raise ValueError(f"{self.name}: cond must be a dict with keys {', '.join(COND_KEYS)}, got {found}")

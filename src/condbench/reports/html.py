@@ -276,7 +276,28 @@ def samples_section(runs: list[Run]) -> str:
                 out.append(f"<figure><img alt='samples {_esc(key)}' src='{uri}'>"
                            f"<figcaption>{_esc(key.replace('|', ' · '))}</figcaption></figure>")
     out.append("</div>")
+    out += [pair_grid(run, model) for run in runs for model in run.results.get("models", {})]
     return "".join(out)
+
+
+PAIR_PARTS = ("source", "pose", "target")
+
+
+def pair_grid(run: Run, model: str) -> str:
+    """Paired tasks (pose): one row per pair, columns source | pose | target | baseline | each policy."""
+    context = [f"context_{_slug(run.task)}_{part}" for part in PAIR_PARTS]
+    if not all(key in run.grids for key in context):
+        return ""
+    columns = [(key.split("|", 1)[1], name) for key, name in run.results.get("grids", {}).items()
+               if key.split("|", 1)[0] == model and name in run.grids]
+    parts = [run.grids[key] for key in context] + [run.grids[name] for _, name in columns]  # each (N, 3, H, W)
+    count = min(len(p) for p in parts)
+    cells = np.stack([p[:count] for p in parts], axis=1).reshape(-1, *parts[0].shape[1:])  # row i: pair i's columns
+    uri = plots.grid_png(cells, per_row=len(parts))
+    header = " | ".join([*PAIR_PARTS, *(policy for policy, _ in columns)])
+    return (f"<h3>Pairs · {_esc(model)}</h3><p class=note>One row per test pair (the first {count}); columns: "
+            f"{_esc(header)}. Every policy saw the same source, pose and noise.</p>"
+            f"<figure><img alt='pair grid {_esc(model)}' src='{uri}'></figure>")
 
 
 def summary_section(runs: list[Run]) -> str:

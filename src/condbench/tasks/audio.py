@@ -128,7 +128,7 @@ class AudioTask:
         """The Table-1 statistics run over the same clips (the study's Table 1 uses the test clips)."""
         return self._conditions
 
-    def score_labels(self) -> torch.Tensor:
+    def labels(self) -> torch.Tensor:
         """What the metrics pair each sample with: its clip index (N,), so resampled clips keep their ground truth."""
         return torch.arange(len(self.clips))
 

@@ -1,0 +1,315 @@
+"""Pose-guided person images (X-MDPT on DeepFashion), scored with the PIDM protocol.
+
+Sample i is test pair i of ``test_pairs.txt`` (the source chosen from (seed, i)); its condition is X-MDPT's
+``cond`` dict: the DINOv2 features of the source image and of the target's skeleton, and a posterior sample of
+the source's VAE latent seeded by (seed, i). None of it depends on the model size or the policy, so it is
+computed once per pair and cached on disk under a key of the pair's files, the seed, the encoders' weights and
+the VAE (``condition_cache``, default ``<cache>/pose_conditions``). Table-1 statistics run over the pairs.
+
+Conditions are not class ids: :class:`PairConditions` has a length and slices into ``cond`` dicts, so the
+runner's ``conditions[b0:b1]`` works unchanged; the slice also carries its pair indices for the evaluator.
+"""
+from __future__ import annotations
+
+import dataclasses
+from functools import cached_property
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Sequence
+
+import torch
+
+from ..cache import ShardCache, cache_key
+from ..checkpoints import CheckpointNotFoundError, file_sha256
+from ..hub import cache_root, offline, resolve_weights
+from .pose_metrics import PoseEvaluator
+
+TEST_PAIRS = 8570  # pairs in the PIDM/GFLA test_pairs.txt
+ENCODE_BATCH = 16  # pairs per encoder call when conditions are computed
+CONDITION_FORMAT = 1
+
+
+class PairBatch(dict):
+    """X-MDPT's ``cond`` dict for consecutive pairs, with their pair indices (``indices``) for the evaluator."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor], indices: range):
+        super().__init__(tensors)
+        self.indices = indices
+
+
+class PairConditions:
+    """The conditions of ``count`` pairs, loaded (or computed) on slicing: ``conditions[a:b]`` -> :class:`PairBatch`."""
+
+    def __init__(self, load: Callable[[range], PairBatch], count: int):
+        self._load, self._count = load, count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, key: slice) -> PairBatch:
+        if not isinstance(key, slice):
+            raise TypeError(f"pose conditions slice into cond dicts (conditions[a:b]), got index {key!r}")
+        return self._load(range(self._count)[key])
+
+    def batches(self, size: int) -> Iterator[PairBatch]:
+        """Consecutive cond dicts of at most ``size`` pairs, for whole-set passes (the embedding analysis)."""
+        for start in range(0, self._count, size):
+            yield self[start:start + size]
+
+
+def default_root() -> Path:
+    return cache_root() / "deepfashion"
+
+
+def folder_sha256(folder: Path) -> dict[str, str]:
+    """sha256 of every file of a folder (the VAE's config and weights), by relative path."""
+    return {str(p.relative_to(folder)): file_sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+class PoseTask:
+    """DeepFashion test pairs, their X-MDPT conditions, and the PIDM metric set.
+
+    Options: ``root`` (pairs files, ``pose/``, default ``<cache>/deepfashion``), ``images`` (the LMDB or PNG
+    folder, default ``ROOT/256-256``), ``train_images`` (the FID real set: the TRAIN images as 256x256 PNGs in one
+    folder, default ``ROOT/train_256x256_pngs``), ``num_pairs`` (the first N test pairs; None: all 8,570),
+    ``seed`` (source choice and source-latent noise), ``vae`` (X-MDPT's fine-tuned VAE folder, to encode sources),
+    ``dinov2_pose`` / ``dinov2_source`` (the official ViT-B/14 and ViT-g/14 files), ``dinov2_overrides`` (smaller
+    DINOv2s, for tests), ``alexnet_weights``, ``inception_weights``, ``fid`` / ``lpips`` (False leaves it out),
+    ``condition_cache``, ``encoder_device``.
+    """
+
+    name = "pose"
+    condition_kind = "pose"
+    default_model = "xmdpt-s-2"
+    grid_count = 8  # pairs shown in the report's pair grids
+
+    def __init__(self, root: Optional[str] = None, images: Optional[str] = None, train_images: Optional[str] = None,
+                 num_pairs: Optional[int] = None, seed: int = 0, vae: Optional[str] = None,
+                 dinov2_pose: Optional[str] = None, dinov2_source: Optional[str] = None,
+                 dinov2_overrides: Optional[dict] = None, alexnet_weights: Optional[str] = None,
+                 inception_weights: Optional[str] = None, fid: bool = True, lpips: bool = True, condition_cache: Optional[str] = None,
+                 encoder_device: Optional[str] = None):
+        if num_pairs is not None and num_pairs < 1:
+            raise ValueError(f"num_pairs must be >= 1 (or None for every test pair), got {num_pairs}")
+        self.root = Path(root).expanduser() if root else default_root()
+        self.images = Path(images).expanduser() if images else None
+        self.train_images = Path(train_images).expanduser() if train_images else self.root / "train_256x256_pngs"
+        self.num_pairs, self.seed = num_pairs, seed
+        self.vae_folder, self.dinov2_pose, self.dinov2_source = vae, dinov2_pose, dinov2_source
+        self.dinov2_overrides = dict(dinov2_overrides or {})
+        self.alexnet_weights, self.inception_weights = alexnet_weights, inception_weights
+        self.use_fid, self.use_lpips = fid, lpips
+        self.condition_cache = Path(condition_cache) if condition_cache else cache_root() / "pose_conditions"
+        self.encoder_device = encoder_device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self._evaluator: Optional[PoseEvaluator] = None
+
+    # --- pairs and conditions
+
+    @cached_property
+    def dataset(self):
+        from ..datasets.deepfashion import DeepFashionPairs
+
+        return DeepFashionPairs(self.root, "test", self.images, seed=self.seed)
+
+    @property
+    def num_samples(self) -> int:
+        if not (self.root / "test_pairs.txt").is_file():
+            return self.num_pairs or TEST_PAIRS  # a plan before the files exist
+        return min(len(self.dataset), self.num_pairs or len(self.dataset))
+
+    @cached_property
+    def _conditions(self) -> PairConditions:
+        return PairConditions(self.pair_batch, self.num_samples)
+
+    def conditions(self) -> PairConditions:
+        """The condition of every sample index: pair i's ``cond`` dict, on slicing."""
+        return self._conditions
+
+    def analysis_conditions(self) -> PairConditions:
+        """Every test pair once: Table 1's statistics over pairs (the conditions are continuous, not classes)."""
+        return self._conditions
+
+    def labels(self) -> torch.Tensor:
+        """What each sample is scored against: its pair index (N,), indexable by the paired bootstrap."""
+        return torch.arange(self.num_samples)
+
+    def prepare_adapter(self, adapter) -> None:
+        """The adapter's mean condition over the test pairs, for ``mask=fixed`` policies."""
+        adapter.set_condition_mean(self._conditions)
+
+    def _dinov2_spec(self, spec):
+        return dataclasses.replace(spec, **self.dinov2_overrides) if self.dinov2_overrides else spec
+
+    def _dinov2_path(self, spec, path: Optional[str]) -> Path:
+        return resolve_weights(spec.weights, path, what=f"DINOv2 {spec.name} weights (X-MDPT condition encoder)",
+                               option=f"the pose task option {'dinov2_pose' if 'b14' in spec.name else 'dinov2_source'}",
+                               download=not offline())
+
+    def dinov2_paths(self) -> tuple[Path, Path]:
+        from ..encoders.dinov2 import DINOV2_VITB14, DINOV2_VITG14
+
+        return self._dinov2_path(DINOV2_VITB14, self.dinov2_pose), self._dinov2_path(DINOV2_VITG14, self.dinov2_source)
+
+    def vae_path(self) -> Path:
+        from ..adapters.xmdpt import resolve_vae_folder
+
+        return resolve_vae_folder(self.vae_folder)
+
+    @cached_property
+    def encoders(self):
+        from ..encoders.dinov2 import DINOV2_VITB14, DINOV2_VITG14, XMDPTEncoders, load_dinov2
+
+        pose, source = self.dinov2_paths()
+        return XMDPTEncoders(load_dinov2(self._dinov2_spec(DINOV2_VITB14), pose).to(self.encoder_device).eval(),
+                             load_dinov2(self._dinov2_spec(DINOV2_VITG14), source).to(self.encoder_device).eval())
+
+    @cached_property
+    def vae(self):
+        from ..adapters.xmdpt import XMDPTVAE
+
+        return XMDPTVAE(self.vae_path())
+
+    @cached_property
+    def condition_identity(self) -> dict:
+        """What the cached conditions depend on besides each pair: seed, encoder weights, VAE files."""
+        pose, source = self.dinov2_paths()
+        return {"format": CONDITION_FORMAT, "seed": self.seed, "dinov2_pose": file_sha256(pose),
+                "dinov2_source": file_sha256(source), "dinov2_overrides": self.dinov2_overrides,
+                "vae": folder_sha256(self.vae_path()), "encode_dtype": "float32"}
+
+    def _pair_key(self, index: int) -> str:
+        """The cache key of pair ``index``'s condition: the bytes of its source image and target keypoints."""
+        import hashlib
+
+        pair = self.dataset.pairs[index]
+        source = self.dataset.images.get(pair.source) or b""
+        keypoints = self.dataset.root / pair.target_pose
+        return cache_key(kind="xmdpt-pair-condition", index=index, target=pair.target, source=pair.source,
+                         source_sha256=hashlib.sha256(source).hexdigest(),
+                         keypoints_sha256=file_sha256(keypoints) if keypoints.is_file() else None,
+                         **self.condition_identity)
+
+    def pair_batch(self, indices: range) -> PairBatch:
+        """The ``cond`` dict of pairs ``indices``, from the condition cache or computed (and cached) now."""
+        from ..adapters.xmdpt import COND_KEYS, pair_conditions
+
+        store = ShardCache(self.condition_cache)
+        keys = {i: self._pair_key(i) for i in indices}
+        found = {i: store.get(keys[i]) for i in indices}
+        todo = [i for i in indices if found[i] is None]
+        for start in range(0, len(todo), ENCODE_BATCH):
+            chunk = todo[start:start + ENCODE_BATCH]
+            samples = [self.dataset[i] for i in chunk]
+            sources = torch.stack([s.source_image for s in samples]).float().div(255)  # (B, 3, 256, 256) in [0, 1]
+            skeletons = torch.stack([s.pose for s in samples])  # (B, 3, 256, 256) in [0, 1], max 1
+            cond = pair_conditions(sources.to(self.encoder_device), skeletons.to(self.encoder_device),
+                                   encoders=self.encoders, vae=self.vae, seed=self.seed, indices=chunk)
+            for j, i in enumerate(chunk):
+                found[i] = {k: cond[k][j].float().cpu().numpy() for k in COND_KEYS}
+                store.put(keys[i], found[i])
+        tensors = {k: torch.stack([torch.from_numpy(found[i][k]) for i in indices]) if len(indices)
+                   else torch.empty(0) for k in COND_KEYS}
+        return PairBatch(tensors, indices)
+
+    # --- what the metrics compare against
+
+    def targets(self, indices: Sequence[int]) -> torch.Tensor:
+        """The ground-truth target images (N, 3, 256, 256) uint8 of pairs ``indices``."""
+        pairs = [self.dataset.pairs[i] for i in indices]
+        return torch.stack([torch.from_numpy(self.dataset.read_image(p, p.target)).permute(2, 0, 1).contiguous()
+                            for p in pairs])
+
+    def pair_images(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        """Source, skeleton and target (each (N, 3, 256, 256) uint8) of pairs ``indices``: the report's pair grids."""
+        samples = [self.dataset[i] for i in indices]
+        return {"source": torch.stack([s.source_image for s in samples]),
+                "pose": torch.stack([s.skeleton_image for s in samples]),
+                "target": torch.stack([s.target_image for s in samples])}
+
+    def grid_context(self, count: int) -> dict[str, "np.ndarray"]:
+        """Source, skeleton and target of the first ``count`` pairs ((count, 3, 256, 256) float32 in [0, 1]), stored
+        beside the sample grids so the report can show source | pose | target | each policy per pair."""
+        images = self.pair_images(range(count))
+        return {part: x.float().div(255).numpy() for part, x in images.items()}
+
+    # --- preflight
+
+    def check_pairs(self) -> None:
+        from ..datasets.deepfashion import HOW_TO_GET, missing_files
+
+        problems = missing_files(self.root, "test", self.images)
+        if problems:
+            shown = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
+            raise CheckpointNotFoundError(f"DeepFashion test split (root {self.root}): {len(problems)} file(s) "
+                                          f"missing:\n  {shown}\nHow to provide them: {HOW_TO_GET}.")
+
+    def check_train_images(self) -> None:
+        from ..metrics.pidm_fid import image_files
+
+        try:
+            image_files(self.train_images)
+        except (FileNotFoundError, ValueError) as error:
+            raise CheckpointNotFoundError(
+                f"{error}.\nHow to provide it: a folder of the DeepFashion TRAIN images at 256x256 as PNGs (PIDM's "
+                f"train_256x256_pngs, e.g. the images of train_pairs.txt written out of ROOT/256-256), given as the pose "
+                f"task option train_images or placed at {self.root / 'train_256x256_pngs'}.") from None
+
+    def alexnet_path(self) -> Path:
+        from ..metrics.paired_image import ALEXNET_WEIGHTS
+
+        return resolve_weights(ALEXNET_WEIGHTS, self.alexnet_weights, what="AlexNet weights for LPIPS",
+                               option="the pose task option alexnet_weights", download=not offline())
+
+    def inception_path(self) -> Path:
+        from ..metrics.pidm_fid import INCEPTION_WEIGHTS
+
+        return resolve_weights(INCEPTION_WEIGHTS, self.inception_weights, what="Inception-v3 weights for the pose FID",
+                               option="the pose task option inception_weights", download=not offline())
+
+    def required_inputs(self) -> list[Callable[[], object]]:
+        """Resolvers of every file the task needs; the run's preflight calls each before any sampling."""
+        from ..encoders.dinov2 import DINOV2_VITB14, DINOV2_VITG14
+
+        checks: list[Callable[[], object]] = [self.check_pairs, self.vae_path,
+                                              lambda: self._dinov2_path(DINOV2_VITB14, self.dinov2_pose),
+                                              lambda: self._dinov2_path(DINOV2_VITG14, self.dinov2_source)]
+        if self.use_fid:
+            checks += [self.check_train_images, lambda: self.inception]
+        if self.use_lpips:
+            checks.append(lambda: self.lpips)
+        return checks
+
+    # --- metric networks (loaded once; the preflight's check is the load the evaluator then uses)
+
+    @cached_property
+    def inception(self):
+        from ..metrics.pidm_fid import PidmInception
+
+        return PidmInception.load(self.inception_path(), device=self.encoder_device)
+
+    @cached_property
+    def lpips(self):
+        from ..metrics.paired_image import LPIPSAlex
+
+        return LPIPSAlex.load(self.alexnet_path(), device=self.encoder_device)
+
+    @property
+    def evaluator(self) -> PoseEvaluator:
+        if self._evaluator is None:
+            from ..metrics.pidm_fid import reference_statistics
+
+            inception = reference = None
+            if self.use_fid:
+                self.check_train_images()
+                inception = self.inception
+                reference = reference_statistics(self.train_images, inception)
+            self._evaluator = PoseEvaluator(self.targets, inception, reference, self.lpips if self.use_lpips else None)
+        return self._evaluator
+
+    def describe(self) -> dict:
+        return {"task": self.name, "root": str(self.root), "pairs": str(self.root / "test_pairs.txt"),
+                "num_samples": self.num_samples, "seed": self.seed, "train_images": str(self.train_images),
+                "conditions": {k: v for k, v in self.condition_identity.items() if k != "vae"} | {
+                    "vae_folder": str(self.vae_path())},
+                "metric_options": {"fid": self.use_fid, "lpips": self.use_lpips, "inception_weights": self.inception_weights,
+                                   "alexnet_weights": self.alexnet_weights},
+                "metric_details": self.evaluator.protocol(), "metric_protocol": self.evaluator.protocol_line()}
