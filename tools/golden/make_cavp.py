@@ -17,16 +17,14 @@ on an object holding the tiny tower) runs on 6 frames of 32x40. Writes ``tests/f
 """
 from __future__ import annotations
 
-import argparse
-import subprocess
 import sys
 import types
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from condbench.checkpoints import save_safetensors
+from official import official_checkout  # tools/golden/, beside this script
 
 TINY = dict(base_channels=4, stage_blocks=(2, 1, 1, 2))
 EMBED_DIM, FRAMES, HEIGHT, WIDTH = 16, 6, 32, 40
@@ -66,20 +64,12 @@ def randomize(module: nn.Module, seed: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--official", required=True, type=Path, help="checkout of github.com/luosiallen/Diff-Foley")
-    parser.add_argument("--commit", help="the checkout's commit, when it is not a git work tree")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[2] / "tests/fixtures/cavp")
-    args = parser.parse_args()
+    args, commit = official_checkout(__doc__, "github.com/luosiallen/Diff-Foley", "tests/fixtures/cavp")
     alias_moved_mmcv_names()
     sys.path.insert(0, str(args.official / "inference"))
     from model.cavp_model import CAVP_Inference
     from model.cavp_modules import ResNet3dSlowOnly
 
-    commit = args.commit or subprocess.run(["git", "rev-parse", "HEAD"], cwd=args.official,
-                                           capture_output=True, text=True).stdout.strip()
-    if not commit:
-        parser.error("--official is not a git work tree: give its commit with --commit")
     torch.set_grad_enabled(False)
     tower = types.SimpleNamespace(video_encode="Slowonly_pool",
                                   video_encoder=ResNet3dSlowOnly(depth=50, pretrained=None, **TINY))

@@ -12,16 +12,14 @@ inputs, two PairedNoise draws the test rebuilds, and the (N, 257, C) features, C
 """
 from __future__ import annotations
 
-import argparse
-import subprocess
 import sys
 from functools import partial
-from pathlib import Path
 
 import torch
 
 from condbench.checkpoints import save_safetensors
 from condbench.seeding import PairedNoise
+from official import official_checkout  # tools/golden/, beside this script
 
 TINY = dict(img_size=518, patch_size=14, embed_dim=32, depth=2, num_heads=2, mlp_ratio=4, init_values=1.0,
             block_chunks=0, num_register_tokens=0, interpolate_antialias=False, interpolate_offset=0.1)
@@ -45,19 +43,11 @@ def randomize(model: torch.nn.Module, seed: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--official", required=True, type=Path, help="checkout of github.com/facebookresearch/dinov2")
-    parser.add_argument("--commit", help="the checkout's commit, when it is not a git work tree")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[2] / "tests/fixtures/dinov2")
-    args = parser.parse_args()
+    args, commit = official_checkout(__doc__, "github.com/facebookresearch/dinov2", "tests/fixtures/dinov2")
     sys.path.insert(0, str(args.official))
     from dinov2.layers import MemEffAttention, NestedTensorBlock
     from dinov2.models.vision_transformer import DinoVisionTransformer
 
-    commit = args.commit or subprocess.run(["git", "rev-parse", "HEAD"], cwd=args.official,
-                                           capture_output=True, text=True).stdout.strip()
-    if not commit:
-        parser.error("--official is not a git work tree: give its commit with --commit")
     torch.set_grad_enabled(False)
     images = PairedNoise(IMAGE_SEED, range(2)).draw((3, 224, 224))  # the test rebuilds them
     golden = {"images_sum": images.double().sum(), "images_corner": images[:, :, :2, :3].reshape(-1)}

@@ -18,11 +18,9 @@ Inputs (latents, CAVP-like features) are redrawn by the test from the seeds stor
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 
@@ -33,6 +31,7 @@ from seeded_weights import seeded_state, weights_sum  # noqa: E402
 
 from condbench.checkpoints import save_safetensors  # noqa: E402
 from condbench.seeding import PairedNoise  # noqa: E402
+from official import official_checkout  # tools/golden/, beside this script
 
 TINY = dict(hidden_size=32, depth=3, num_heads=2, mlp_ratio=4.0, decode_layer=1)
 LATENT, FRAMES, FEATURE_DIM = (8, 204, 16), 32, 512
@@ -79,20 +78,12 @@ def official_sample(model, solver_module, betas: torch.Tensor, feats: torch.Tens
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--official", required=True, type=Path, help="checkout of github.com/triton99/MDSGen")
-    parser.add_argument("--commit", help="the checkout's commit, when it is not a git work tree")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[2] / "tests/fixtures/mdsgen")
-    args = parser.parse_args()
+    args, commit = official_checkout(__doc__, "github.com/triton99/MDSGen", "tests/fixtures/mdsgen")
     sys.path.insert(0, str(args.official))
     from masked_diffusion import dpm_solver_pytorch
     from masked_diffusion.gaussian_diffusion import get_named_beta_schedule
     from masked_diffusion.models import MDSGen, MDSGen_B_2
 
-    commit = args.commit or subprocess.run(["git", "rev-parse", "HEAD"], cwd=args.official,
-                                           capture_output=True, text=True).stdout.strip()
-    if not commit:
-        parser.error("--official is not a git work tree: give its commit with --commit")
     torch.set_grad_enabled(False)
     model = MDSGen(input_size=LATENT[1:], patch_size=(2, 2), in_channels=LATENT[0], **TINY).eval()
     official_state = model.state_dict()

@@ -10,16 +10,14 @@ state-dict keys and shapes, built on the meta device).
 """
 from __future__ import annotations
 
-import argparse
 import json
-import subprocess
 import sys
-from pathlib import Path
 
 import torch
 
 from condbench.checkpoints import save_safetensors
 from condbench.seeding import PairedNoise
+from official import official_checkout  # tools/golden/, beside this script
 
 TINY = dict(input_size=8, patch_size=2, in_channels=4, hidden_size=16, depth=6, num_heads=4, mlp_ratio=4.0,
             class_dropout_prob=0.1, num_classes=10, learn_sigma=True, decode_layer=2)
@@ -69,19 +67,11 @@ def official_sample(model, create_diffusion, labels: torch.Tensor, num_classes: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--official", required=True, type=Path, help="checkout of github.com/sail-sg/MDT")
-    parser.add_argument("--commit", help="the checkout's commit, when it is not a git work tree")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[2] / "tests/fixtures/mdt")
-    args = parser.parse_args()
+    args, commit = official_checkout(__doc__, "github.com/sail-sg/MDT", "tests/fixtures/mdt")
     sys.path.insert(0, str(args.official))
     from masked_diffusion import create_diffusion
     from masked_diffusion.models import MDTv2, MDTv2_XL_2
 
-    commit = args.commit or subprocess.run(["git", "rev-parse", "HEAD"], cwd=args.official,
-                                           capture_output=True, text=True).stdout.strip()
-    if not commit:
-        parser.error("--official is not a git work tree: give its commit with --commit")
     torch.manual_seed(0)
     model = MDTv2(**TINY).eval()
     randomize(model, seed=1)

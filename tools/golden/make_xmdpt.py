@@ -17,17 +17,15 @@ source stream saves.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import subprocess
 import sys
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from condbench.checkpoints import save_safetensors
 from condbench.seeding import PairedNoise
+from official import official_checkout  # tools/golden/, beside this script
 
 # The condition heads fix 256 latent tokens (conv1d_local) and the DINOv2 widths, so only D and depth shrink.
 TINY = dict(input_size=32, patch_size=2, in_channels=4, hidden_size=16, depth=4, num_heads=2, mlp_ratio=4.0,
@@ -71,19 +69,11 @@ def captured_c(model, x: torch.Tensor, t: torch.Tensor, cond: dict, prob: float)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--official", required=True, type=Path, help="checkout of github.com/trungpx/xmdpt")
-    parser.add_argument("--commit", help="the checkout's commit, when it is not a git work tree")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[2] / "tests/fixtures/xmdpt")
-    args = parser.parse_args()
+    args, commit = official_checkout(__doc__, "github.com/trungpx/xmdpt", "tests/fixtures/xmdpt")
     sys.path.insert(0, str(args.official))
     from masked_diffusion import create_diffusion
     from masked_diffusion.models import XMDPT, XMDPT_B_2, XMDPT_L_2, XMDPT_S_2
 
-    commit = args.commit or subprocess.run(["git", "rev-parse", "HEAD"], cwd=args.official,
-                                           capture_output=True, text=True).stdout.strip()
-    if not commit:
-        parser.error("--official is not a git work tree: give its commit with --commit")
     torch.manual_seed(0)
     model = XMDPT(**TINY).eval()
     randomize(model, seed=1)
