@@ -119,3 +119,72 @@ def test_report_command_and_a_missing_run(tmp_path, quickstart_run, capsys):
     assert "report:" in capsys.readouterr().out
     with pytest.raises(ReportError, match="results.json is missing"):
         build_report([tmp_path / "no-run"], tmp_path / "x.html")
+
+
+# the widest Table 2 a real task gives: ImageNet's metric set beside the digits run's (a layout check only)
+IMAGENET_METRICS = {"sfid": (5.3, 0.8), "precision": (0.80, 0.012), "recall": (0.62, 0.015), "clip_score": (29.7, 0.09)}
+
+
+def widened_run(run_dir: Path, out: Path) -> Path:
+    """The quickstart run relabelled as an ImageNet run of repa-sit-xl-2 with four more metrics and their
+    paired intervals (values of ImageNet's magnitudes), for checking the page's width, not any number."""
+    out.mkdir()
+    results = json.loads((run_dir / "results.json").read_text())
+    for rec in results["records"]:
+        rec["model"], rec["task"] = "repa-sit-xl-2", "imagenet"
+        for key, (value, spread) in IMAGENET_METRICS.items():
+            rec["metrics"][key] = value * (1 + rec["metrics"]["fid"] / 100)
+            if rec["policy"] != "baseline":
+                rec["paired_vs_baseline"][key] = {"delta": -spread, "ci95": [-3 * spread, 2 * spread], "resamples": 50}
+    results["task"]["task"] = "imagenet"
+    for key in ("analysis", "models"):
+        results[key] = {"repa-sit-xl-2": results[key]["dit-digits"]}
+    results["grids"] = {}
+    (out / "results.json").write_text(json.dumps(results))
+    shutil.copy(run_dir / "analysis_dit_digits.npz", out / "analysis_repa_sit_xl_2.npz")
+    return out
+
+
+OVERFLOW_PROBE = ("<script>var wide=[].filter.call(document.querySelectorAll('.scroll'),function(e){"
+                  "return e.scrollWidth>e.clientWidth}).map(function(e){return e.firstChild.id});"
+                  "document.body.setAttribute('data-overflow',JSON.stringify({tables:wide,"
+                  "page:document.documentElement.scrollWidth>window.innerWidth}));</script>")
+
+
+@pytest.fixture(scope="module")
+def wide_report(quickstart_run, tmp_path_factory):
+    run_dir, _ = quickstart_run
+    folder = tmp_path_factory.mktemp("wide")
+    return build_report([run_dir, widened_run(run_dir, folder / "imagenet")], folder / "report.html")
+
+
+@pytest.mark.parametrize("width", [1280, 1400])
+def test_every_table_fits_the_window_without_scrolling(wide_report, tmp_path, width):
+    text = wide_report.read_text()
+    assert "The seed study's numbers for REPA (SiT-XL/2)" in text and "study: repa-sit-xl-2" in text
+    probe = tmp_path / "probe.html"
+    probe.write_text(text.replace("</body>", OVERFLOW_PROBE + "</body>"))
+    result = browse(probe, tmp_path, f"--window-size={width},2000", "--dump-dom")
+    found = json.loads(re.search(r"data-overflow=\"([^\"]+)\"", result.stdout).group(1).replace("&quot;", '"'))
+    assert found == {"tables": [], "page": False}
+
+
+def test_report_shows_protocol_caution_and_commit_and_marks_only_significant_changes(quickstart_run, report):
+    from condbench.reports.html import build_context, load_run, significance
+
+    run_dir, suite = quickstart_run
+    text = report.read_text()
+    for label in ("sampler", "guidance", "bootstrap", "metric protocol", "git commit"):
+        assert f"<dt>{label}</dt>" in text
+    assert f"{suite.bootstrap} paired resamples" in text and "classifier-free, scale 1.5" in text
+    assert "digits CNN" in text and "study: " not in text  # no study numbers for the digits model
+    git = json.loads((run_dir / "results.json").read_text())["environment"]["git"]
+    assert (git["commit"] if git else "not a git checkout") in text
+    run = load_run(run_dir)
+    table = build_context([run])["tasks"][0]["models"][0]["table2"]
+    keys = list(run.results["records"][0]["metrics"])
+    for row, rec in zip(table["rows"], run.results["records"]):
+        for key, cell in zip(keys, row["cells"][2:]):
+            paired = rec["paired_vs_baseline"].get(key)
+            assert ("better" in cell["cls"].split()) == (significance(paired, "lower" if key == "fid" else "higher")
+                                                         == "better"), (rec["policy"], key)

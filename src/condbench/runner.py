@@ -42,6 +42,7 @@ from .plan import Cell, expand, first_active_step, shared_prefix
 from .preflight import check_inputs, check_model_options, load_tasks
 from .policies import Policy
 from .progress import progress_bar
+from .provenance import git_revision
 from .registry import load_adapter
 from .seeding import PairedNoise
 from .storage import (append_line, atomic_save_npz, atomic_write, clean_stale_temporaries, ensure_folder,
@@ -79,7 +80,7 @@ def environment() -> dict:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "precision": float32_precision(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "command": " ".join(sys.argv)}
+            "command": " ".join(sys.argv), "git": git_revision()}
 
 
 def slug(text: str) -> str:

@@ -1,14 +1,16 @@
 """``condbench report RUN_DIR... -o report.html``: one self-contained page across runs and tasks.
 
 Per task: the embedding statistics (the study's Table 1 and its figures), the policies (Table 2 with
-paired deltas, best values marked, metric-vs-fraction-removed curves), sample grids with the same seeds
-in the same places; across tasks: one summary table; then training dynamics and provenance. Every image
-is embedded as a data URI and the only script is the inline table sorter, so the file opens anywhere.
+paired deltas, significant changes and best values marked, metric-vs-fraction-removed curves), the study's
+own numbers for the same models, sample grids with the same seeds in the same places; across tasks: one
+summary table; then training dynamics and provenance. This module turns runs into plain data; the layout
+is the jinja2 template ``templates/report.html.j2``. Every image is embedded as a data URI and the only
+script is the inline table sorter, so the file opens anywhere.
 """
 from __future__ import annotations
 
-import html
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -17,7 +19,7 @@ import numpy as np
 
 from ..policies import parse_policy
 from ..storage import atomic_write
-from . import plots
+from . import paper_reference, plots
 
 # metric key -> (label, which direction is better)
 METRICS = {
@@ -31,47 +33,18 @@ METRICS = {
 }
 # the columns of the across-tasks table (each task's own tables show every metric)
 HEADLINE = ("fid", "is", "clip_score", "class_fidelity", "ssim", "lpips", "psnr", "fad", "fd_vgg", "fd_panns", "kl")
+DIGITS = 4  # decimals shown for metric values; ties are judged at this precision
+# what the policies that remove a part of c rather than dimensions take away
+PART_REMOVED = {"drop-t": "t, the timestep part", "drop-cond": "y, the condition part"}
 
-STYLE = """
-body{font-family:system-ui,-apple-system,sans-serif;margin:0;color:#222;background:#fafafa}
-main{max-width:1300px;margin:0 auto;padding:1.5em 2em;background:#fff}
-nav{position:sticky;top:0;background:#263238;padding:.5em 2em;z-index:2}
-nav a{color:#eceff1;margin-right:1.4em;text-decoration:none;font-size:14px}
-h1{margin-top:.2em} h2{border-bottom:2px solid #263238;padding-bottom:.2em;margin-top:2em}
-h3{margin-top:1.6em;color:#37474f}
-table{border-collapse:collapse;margin:.8em 0;font-size:13px}
-th,td{border:1px solid #d0d0d0;padding:4px 9px;text-align:right;white-space:nowrap}
-th{background:#eceff1;cursor:pointer;user-select:none}
-th[data-order=asc]::after{content:" ▲"} th[data-order=desc]::after{content:" ▼"}
-td.text,th.text{text-align:left;font-family:ui-monospace,monospace}
-td.best{font-weight:700;background:#e8f5e9} td.best::after{content:" ★";color:#2e7d32}
-.figs img{max-width:100%;display:block;margin:.6em 0}
-.curves{display:flex;flex-wrap:wrap;gap:10px}
-.grids{display:flex;flex-wrap:wrap;gap:14px}.grids figure{margin:0}
-.grids img{image-rendering:pixelated;border:1px solid #ccc}
-figcaption{font-size:12px;text-align:center;font-family:ui-monospace,monospace;max-width:260px}
-.sounds td{vertical-align:top} .sounds audio{width:230px;display:block}
-.note{color:#555;font-size:13px} pre{background:#f5f5f5;padding:.8em;font-size:12px;overflow:auto;max-height:28em}
-"""
-
-SORTER = """
-document.querySelectorAll("table.sortable th").forEach(function (th) {
-  th.addEventListener("click", function () {
-    var table = th.closest("table"), body = table.tBodies[0], col = th.cellIndex;
-    var asc = th.getAttribute("data-order") !== "asc";
-    table.querySelectorAll("th").forEach(function (h) { h.removeAttribute("data-order"); });
-    th.setAttribute("data-order", asc ? "asc" : "desc");
-    var rows = Array.prototype.slice.call(body.rows);
-    rows.sort(function (a, b) {
-      var x = a.cells[col].getAttribute("data-v"), y = b.cells[col].getAttribute("data-v");
-      var nx = parseFloat(x), ny = parseFloat(y), r;
-      if (!isNaN(nx) && !isNaN(ny)) { r = nx - ny; } else { r = String(x).localeCompare(String(y)); }
-      return asc ? r : -r;
-    });
-    rows.forEach(function (r) { body.appendChild(r); });
-  });
-});
-"""
+TABLE2_NOTE = (
+    "Each metric cell holds the value, then Δ, the paired difference against the baseline (same noise per sample "
+    "index), and its 95% bootstrap interval. ★ marks a change whose interval excludes 0 in the better direction; "
+    "red, one that excludes 0 in the worse direction. Bold marks the best value of a column when it beats the "
+    "baseline; rows that tie (at the digits shown) are all bold. “dims removed” is the mean number of zeroed "
+    "dimensions per row the network sees, over both guidance branches (conditional and unconditional rows) and "
+    "over every step the policy acts; Table 1's s(τ)·d counts the conditional embeddings at the first step only, "
+    "so the two differ. Click a column to sort.")
 
 
 class ReportError(ValueError):
@@ -107,27 +80,26 @@ def load_run(path: str | Path) -> Run:
 
 
 def _slug(text: str) -> str:
-    import re
-
     return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_")
 
 
-def _esc(value: Any) -> str:
-    return html.escape(str(value))
+# --- cells and tables: plain dicts the template lays out ---------------------------------------------
 
-
-def _cell(value: Any, digits: int = 4, text: bool = False, best: bool = False, display: Optional[str] = None) -> str:
+def cell(value: Any, digits: int = DIGITS, text: Optional[str] = None, cls: str = "", sub: str = "",
+         title: str = "") -> dict:
+    """One table cell: ``v`` sorts it, ``text`` shows it, ``sub`` is a smaller second line."""
     if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "<td data-v=''>–</td>"
-    shown = display if display is not None else (f"{value:.{digits}f}" if isinstance(value, float) else str(value))
-    classes = " ".join(c for c, on in (("text", text), ("best", best)) if on)
-    return f"<td class='{classes}' data-v='{_esc(value)}'>{_esc(shown)}</td>"
+        return {"v": "", "text": "–", "cls": cls, "sub": sub, "title": title}
+    shown = text if text is not None else (f"{value:.{digits}f}" if isinstance(value, float) else str(value))
+    return {"v": value, "text": shown, "cls": cls, "sub": sub, "title": title}
 
 
-def _table(headers: list[str], rows: list[str], text_cols: int = 1, table_id: str = "") -> str:
-    head = "".join(f"<th class='{'text' if i < text_cols else ''}'>{_esc(h)}</th>" for i, h in enumerate(headers))
-    ident = f" id='{table_id}'" if table_id else ""
-    return f"<table class='sortable'{ident}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+def header(text: str, cls: str = "", title: str = "") -> dict:
+    return {"text": text, "cls": cls, "title": title}
+
+
+def table(table_id: str, headers: list[dict], rows: list[dict]) -> dict:
+    return {"id": table_id, "headers": headers, "rows": rows}
 
 
 def _metric_keys(records: list[dict]) -> list[str]:
@@ -137,111 +109,246 @@ def _metric_keys(records: list[dict]) -> list[str]:
     return keys
 
 
-def _best(records: list[dict], key: str) -> Optional[float]:
-    values = [r["metrics"].get(key) for r in records if r["metrics"].get(key) is not None]
-    if not values or METRICS.get(key, ("", None))[1] is None:  # unknown direction: no "best"
-        return None
-    return min(values) if METRICS[key][1] == "lower" else max(values)
-
-
 def _label(key: str) -> str:
     label, direction = METRICS.get(key, (key, ""))
     return f"{label} {'↓' if direction == 'lower' else '↑' if direction == 'higher' else ''}".strip()
 
 
-def embedding_section(task: str, runs: list[Run]) -> str:
-    rows, figures = [], []
+# --- the rules of Table 2's marks ----------------------------------------------------------------------
+
+def significance(paired: Optional[dict], direction: Optional[str]) -> Optional[str]:
+    """"better" or "worse" when the paired 95% interval of a change excludes 0, else None (also for metrics
+    without a better direction)."""
+    if not paired or direction is None:
+        return None
+    low, high = paired["ci95"]
+    if low <= 0 <= high:
+        return None
+    improved = high < 0 if direction == "lower" else low > 0
+    return "better" if improved else "worse"
+
+
+def best_policies(records: list[dict], key: str, digits: int = DIGITS) -> set[str]:
+    """Policies holding the best value of ``key``: every row that ties at the shown precision, and none when
+    the best does not beat the baseline (a row equal to the baseline is not "best")."""
+    direction = METRICS.get(key, ("", None))[1]
+    shown = {r["policy"]: round(r["metrics"][key], digits) for r in records
+             if r["metrics"].get(key) is not None and np.isfinite(r["metrics"][key])}
+    baseline = shown.pop("baseline", None)
+    if direction is None or not shown:
+        return set()
+    best = min(shown.values()) if direction == "lower" else max(shown.values())
+    if baseline is not None and (best >= baseline if direction == "lower" else best <= baseline):
+        return set()
+    return {policy for policy, value in shown.items() if value == best}
+
+
+def delta_text(paired: dict) -> str:
+    """Δ and its interval on two lines (3 decimals: the table stays narrow enough for four tasks' metrics)."""
+    low, high = paired["ci95"]
+    return f"Δ {paired['delta']:+.3f}\n[{low:+.3f}, {high:+.3f}]"
+
+
+def removed_cell(record: dict) -> dict:
+    """Dimensions removed, or the part of c a drop-t/drop-cond policy removes."""
+    kind = parse_policy(record["policy"]).action.kind
+    if kind in PART_REMOVED:
+        return cell(record["dims_removed"], text=PART_REMOVED[kind], cls="part")
+    return cell(record["dims_removed"], text=f"{record['dims_removed']:.1f} ({record['dims_removed_fraction']:.0%})")
+
+
+def metric_cell(record: dict, key: str, best: set[str]) -> dict:
+    value = record["metrics"].get(key)
+    paired = record.get("paired_vs_baseline", {}).get(key)
+    marks = [m for m in ("best" if record["policy"] in best else "",
+                         significance(paired, METRICS.get(key, ("", None))[1]) or "") if m]
+    sub = delta_text(paired) if paired else ""
+    return cell(value, cls=" ".join(marks), sub=sub)
+
+
+# --- sections --------------------------------------------------------------------------------------------
+
+def table1(task: str, runs: list[Run]) -> tuple[dict, list[str]]:
+    """The embedding statistics of every model, each followed by the study's row for it where there is one."""
+    rows, sources = [], []
     for run in runs:
         for model, stats in run.results.get("analysis", {}).items():
             c, cond = stats["c"], stats["cond_only"]
-            rows.append("<tr>" + _cell(model, text=True) + _cell(c["dim"]) + _cell(c["pr"]["mean"], 2)
-                        + _cell(c["npr"]["mean"], display=f"{c['npr']['mean']:.2%}") + _cell(c["cosine"]["mean"])
-                        + _cell(c["cosine"]["min"]) + _cell(cond["cosine"]["mean"])
-                        + _cell(cond["npr"]["mean"], display=f"{cond['npr']['mean']:.2%}")
-                        + _cell(c["variance"]["mean"], 6) + _cell(stats["t_only"]["energy_share_in_c"], 3) + "</tr>")
-            figures.append(model_figures(model, stats, run.analysis.get(model, {})))
-    table = _table(["model", "d", "PR", "nPR", "mean cosine", "min cosine", "cond-only cosine", "cond-only nPR",
-                    "mean variance", "t share of |c|²"], rows, table_id=f"table1-{_slug(task)}")
-    note = ("<p class=note>At the sampler's first step (pure noise). PR and nPR are computed per condition, then "
-            "averaged. “cond-only” is the condition embedding without the timestep embedding; “t share” is "
-            "|t|²/|c|², averaged over conditions.</p>")
-    return f"<h3>Embedding statistics (Table 1)</h3>{table}{note}{''.join(figures)}"
+            rows.append({"cls": "", "cells": [
+                cell(model, cls="text"), cell(c["dim"]), cell(c["pr"]["mean"], 2),
+                cell(c["npr"]["mean"], text=f"{c['npr']['mean']:.2%}"), cell(c["cosine"]["mean"]),
+                cell(c["cosine"]["min"]), cell(cond["cosine"]["mean"]),
+                cell(cond["npr"]["mean"], text=f"{cond['npr']['mean']:.2%}"), cell(c["variance"]["mean"], 6),
+                cell(stats["t_only"]["energy_share_in_c"], 3)]})
+            paper = paper_reference.paper_model(model)
+            if paper and paper.table1:
+                rows.append(paper_table1_row(model, paper))
+                sources += sorted({ref.source for ref in paper.table1.values()} - set(sources))
+    headers = [header("model", "text"), header("d"), header("PR"), header("nPR"), header("mean cosine"),
+               header("min cosine"), header("cond-only cosine"), header("cond-only nPR"), header("mean variance"),
+               header("t share of |c|²")]
+    return table(f"table1-{_slug(task)}", headers, rows), sources
 
 
-def model_figures(model: str, stats: dict, arrays: dict[str, np.ndarray]) -> str:
+def paper_table1_row(model: str, paper: paper_reference.PaperModel) -> dict:
+    def ref(key: str, percent: bool = False) -> dict:
+        """A number as the study prints it, its table and column as the tooltip."""
+        r = paper.table1.get(key)
+        if r is None:
+            return cell(None)
+        return cell(r.value, text=f"{r.value:.2%}" if percent else repr(r.value), title=r.source)
+
+    return {"cls": "paper", "cells": [
+        cell(f"study: {model}", cls="text", title=paper.label), ref("dim"), ref("pr"), ref("npr", percent=True),
+        ref("cosine"), cell(None), ref("cond_cosine"), ref("cond_npr", percent=True), cell(None), cell(None)]}
+
+
+def model_figures(model: str, stats: dict, arrays: dict[str, np.ndarray]) -> dict:
     if "c_matrix" not in arrays:
-        return f"<p class=note>{_esc(model)}: analysis arrays missing, figures skipped.</p>"
+        return {"model": model, "missing": True, "images": []}
     c = stats["c"]
-    parts = [f"<h4>{_esc(model)}</h4><div class=figs>",
-             f"<img alt='cosine heatmaps' src='{plots.cosine_heatmaps(arrays['c_cosine'])}'>",
-             f"<img alt='magnitudes' src='{plots.magnitude_figure(arrays['c_matrix'], arrays['c_sorted_mean_abs'], arrays['c_dim_var'], c['head_k'])}'>",
-             f"<img alt='trajectory' src='{plots.trajectory_figure(arrays['sweep_step'], {'sweep_cosine_mean': arrays['sweep_cosine_mean'], 'sweep_npr_mean': arrays['sweep_npr_mean'], 'sweep_norm_mean': arrays['sweep_norm_mean']}, {'sweep_cosine_mean': 'mean cosine of c over steps', 'sweep_npr_mean': 'nPR of c over steps', 'sweep_norm_mean': '|c| over steps'})}'>",
-             f"<img alt='condition only vs c' src='{plots.cond_vs_full_figure(arrays['c_cosine'], arrays['cond_cosine'])}'>",
-             f"<img alt='2-D embedding' src='{plots.embedding_2d_figure(arrays['c_matrix'], c['head_by_magnitude'])}'>",
-             "</div>"]
-    return "".join(parts)
+    sweep = {"sweep_cosine_mean": arrays["sweep_cosine_mean"], "sweep_npr_mean": arrays["sweep_npr_mean"],
+             "sweep_norm_mean": arrays["sweep_norm_mean"]}
+    labels = {"sweep_cosine_mean": "mean cosine of c over steps", "sweep_npr_mean": "nPR of c over steps",
+              "sweep_norm_mean": "|c| over steps"}
+    return {"model": model, "missing": False, "images": [
+        ("cosine heatmaps", plots.cosine_heatmaps(arrays["c_cosine"])),
+        ("magnitudes", plots.magnitude_figure(arrays["c_matrix"], arrays["c_sorted_mean_abs"], arrays["c_dim_var"],
+                                              c["head_k"])),
+        ("trajectory", plots.trajectory_figure(arrays["sweep_step"], sweep, labels)),
+        ("condition only vs c", plots.cond_vs_full_figure(arrays["c_cosine"], arrays["cond_cosine"])),
+        ("2-D embedding", plots.embedding_2d_figure(arrays["c_matrix"], c["head_by_magnitude"]))]}
 
 
-def policy_section(task: str, runs: list[Run]) -> str:
-    out = ["<h3>Policies (Table 2)</h3>"]
+def table1_protocol(runs: list[Run]) -> list[tuple[str, str]]:
+    items = []
     for run in runs:
-        by_model: dict[str, list[dict]] = {}
-        for r in run.results["records"]:
-            by_model.setdefault(r["model"], []).append(r)
-        for model, records in by_model.items():
-            keys = _metric_keys(records)
-            delta_keys = [k for k in keys if any(k in r.get("paired_vs_baseline", {}) for r in records)]
-            best = {k: _best(records, k) for k in keys}
-            rows = []
-            for r in records:
-                cells = [_cell(r["policy"], text=True),
-                         _cell(r["dims_removed"], 1, display=f"{r['dims_removed']:.1f} ({r['dims_removed_fraction']:.0%})")]
-                cells += [_cell(r["metrics"].get(k), best=best[k] is not None and r["metrics"].get(k) == best[k])
-                          for k in keys]
-                for k in delta_keys:
-                    d = r.get("paired_vs_baseline", {}).get(k)
-                    cells.append(_cell(d["delta"], display=f"{d['delta']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]")
-                                 if d else _cell(None))
-                cells.append(_cell(r["timing"]["seconds"], 1))
-                rows.append("<tr>" + "".join(cells) + "</tr>")
-            headers = ["policy", "dims removed"] + [_label(k) for k in keys] + \
-                      [f"Δ {METRICS.get(k, (k,))[0]} [95% CI]" for k in delta_keys] + ["seconds"]
-            out.append(f"<p class=note>{_esc(model)}: {records[0]['num_samples']} samples per policy, seed "
-                       f"{records[0]['seed']}; Δ columns are paired differences against the baseline (same noise per "
-                       "index) with 95% bootstrap intervals; ★ marks the best value of each metric. Click a column "
-                       "to sort.</p>")
-            out.append(_table(headers, rows, table_id=f"table2-{_slug(task)}-{_slug(model)}"))
-            out.append(curves_html(records, keys))
-    return "".join(out)
+        for model, stats in run.results.get("analysis", {}).items():
+            items.append((model, f"c at sampling step {stats.get('step', 0)} (t = {stats.get('t', '?')}), "
+                                 f"{stats['c'].get('num_conditions', '?')} conditions; PR and nPR per condition, "
+                                 "then averaged"))
+    return items
 
 
-def curves_html(records: list[dict], keys: list[str]) -> str:
-    """Each metric against the fraction removed for tail, its random control and head (every-step policies)."""
+def guidance_text(sampler: dict) -> str:
+    scale = sampler.get("cfg_scale")
+    if scale is None or scale == 1.0:
+        return "none (one conditional forward per step)"
+    channels = sampler.get("cfg_channels")
+    where = f", on the first {channels} channels" if channels else ""
+    return f"classifier-free, scale {scale:g}{where}: a conditional and an unconditional branch per step"
+
+
+def model_protocol(run: Run, model: str, records: list[dict]) -> list[tuple[str, str]]:
+    """Sampler, guidance, samples, bootstrap and metric protocol of one model's Table 2."""
+    first = records[0]
+    sampler = first.get("config", {}).get("sampler") or run.results.get("models", {}).get(model, {}).get("sampler", {})
+    resamples = next((p["resamples"] for r in records for p in r.get("paired_vs_baseline", {}).values()
+                      if "resamples" in p), run.results.get("suite", {}).get("bootstrap"))
+    steps = f", {sampler['num_steps']} steps" if sampler.get("num_steps") else ""
+    return [("sampler", f"{sampler.get('name', '?')}{steps}"), ("guidance", guidance_text(sampler)),
+            ("samples", f"{first['num_samples']} per policy, seed {first['seed']}, the same noise per sample index"),
+            ("bootstrap", f"{resamples} paired resamples per Δ interval (95%, percentile)" if resamples else "none"),
+            ("metric protocol", "; ".join(sorted({r["protocol"] for r in records})))]
+
+
+def table2(task: str, model: str, records: list[dict]) -> dict:
+    keys = _metric_keys(records)
+    best = {k: best_policies(records, k) for k in keys}
+    rows = [{"cls": "", "cells": [cell(r["policy"], cls="text policy"), removed_cell(r)]
+             + [metric_cell(r, k, best[k]) for k in keys] + [cell(r["timing"]["seconds"], 1)]} for r in records]
+    headers = [header("policy", "text"), header("dims removed", title="mean zeroed dimensions per row, both "
+                                                 "guidance branches, over the steps the policy acts")]
+    headers += [header(_label(k), title="value; Δ vs baseline [95% paired bootstrap interval]") for k in keys]
+    return table(f"table2-{_slug(task)}-{_slug(model)}", headers + [header("seconds")], rows)
+
+
+def paper_table2(model: str, records: list[dict]) -> Optional[dict]:
+    """The study's Table 2 rows for ``model``, with a caution when the run's sample count differs."""
+    paper = paper_reference.paper_model(model)
+    if not paper or not paper.table2:
+        return None
+    keys = [k for k in METRICS if any(k in row.metrics for row in paper.table2)]
+    rows = [{"cls": "paper", "cells": [cell(row.policy, cls="text policy"), cell(row.removed, cls="text")]
+             + [cell(row.metrics[k].value, text=repr(row.metrics[k].value), title=row.metrics[k].source)
+                if k in row.metrics else cell(None)
+                for k in keys]
+             + [cell(", ".join(sorted({ref.source for ref in row.metrics.values()})), cls="text policy")]}
+            for row in paper.table2]
+    headers = [header("policy", "text"), header("dims removed", "text")] + [header(_label(k)) for k in keys] \
+        + [header("source", "text")]
+    caution = ""
+    if paper.samples and records[0]["num_samples"] != paper.samples:
+        caution = (f"This run has {records[0]['num_samples']} samples per policy, the study {paper.samples:,}: FID "
+                   "and the other set metrics depend on the sample count, so compare changes, not values.")
+    return {"label": paper.label, "note": paper.table2_note, "caution": caution,
+            "table": table(f"paper-table2-{_slug(model)}", headers, rows)}
+
+
+def curves(records: list[dict], keys: list[str]) -> list[tuple[str, str]]:
+    """Each metric against the fraction removed for tail, its random control and head (every-step policies),
+    with the paired intervals as error bars."""
     baseline = next((r for r in records if r["policy"] == "baseline"), None)
-    families: dict[str, list[tuple[float, dict]]] = {"tail": [], "random-like": [], "head": []}
+    families: dict[str, list[dict]] = {"tail": [], "random-like": [], "head": []}
     for r in records:
         policy = parse_policy(r["policy"])
         if policy.schedule.kind != "all" or policy.mask != "per-sample" or policy.branch != "both":
             continue
         kind = policy.action.kind
         if kind == "random-like" and policy.action.control_of.kind == "tail":
-            families["random-like"].append((r["dims_removed_fraction"], r))
+            families["random-like"].append(r)
         elif kind in ("tail", "head"):
-            families[kind].append((r["dims_removed_fraction"], r))
+            families[kind].append(r)
     if not any(families.values()):
-        return ""
+        return []
     images = []
     for key in [k for k in keys if METRICS.get(k, ("", "any"))[1] is not None]:  # not spreads like IS std
-        curves = {f: [(x, r["metrics"][key]) for x, r in pts] + ([(0.0, baseline["metrics"][key])] if baseline else [])
-                  for f, pts in families.items() if pts}
-        images.append(f"<img alt='{_esc(key)} against fraction removed' "
-                      f"src='{plots.pruning_curves(curves, _label(key), baseline['metrics'][key] if baseline else None)}'>")
-    return "<div class=curves>" + "".join(images) + "</div>"
+        lines = {}
+        for family, members in families.items():
+            points = [plots.CurvePoint(r["dims_removed_fraction"], r["metrics"][key],
+                                       *_interval(r["metrics"][key], r.get("paired_vs_baseline", {}).get(key)))
+                      for r in members if r["metrics"].get(key) is not None]
+            if points and baseline:
+                points.append(plots.CurvePoint(0.0, baseline["metrics"][key]))
+            if points:
+                lines[family] = points
+        images.append((f"{key} against fraction removed",
+                       plots.pruning_curves(lines, _label(key), baseline["metrics"][key] if baseline else None)))
+    return images
 
 
-def sounds_section(runs: list[Run]) -> str:
-    """Waveform grids (N, L): one row per policy, the same first clips in the same columns, each a player and
-    its mel spectrogram."""
+def _interval(value: float, paired: Optional[dict]) -> tuple[Optional[float], Optional[float]]:
+    """The paired 95% interval of a change, placed around the policy's value (None, None without one)."""
+    if not paired:
+        return None, None
+    return value + paired["ci95"][0] - paired["delta"], value + paired["ci95"][1] - paired["delta"]
+
+
+CURVES_NOTE = ("Every-step policies only: each metric against the fraction of c removed (both guidance branches), "
+               "for tail pruning, its random-like control and head pruning; error bars are the paired 95% "
+               "bootstrap intervals of the change against the baseline, drawn around each value. A metric axis "
+               "spanning more than a factor 20 is logarithmic.")
+
+
+def policy_models(task: str, runs: list[Run]) -> list[dict]:
+    out = []
+    for run in runs:
+        by_model: dict[str, list[dict]] = {}
+        for r in run.results["records"]:
+            by_model.setdefault(r["model"], []).append(r)
+        for model, records in by_model.items():
+            out.append({"name": model, "protocol": model_protocol(run, model, records), "note": TABLE2_NOTE,
+                        "table2": table2(task, model, records), "paper": paper_table2(model, records),
+                        "curves": curves(records, _metric_keys(records)), "curves_note": CURVES_NOTE})
+    return out
+
+
+def sounds(runs: list[Run]) -> Optional[dict]:
+    """Waveform grids (N, L): one row per policy, the same first clips in the same columns, each a player
+    and its mel spectrogram; None when the runs hold image grids."""
+    if not any(run.grids[name].ndim == 2 for run in runs for name in run.results.get("grids", {}).values()
+               if name in run.grids):
+        return None
     rows, columns = [], 0
     for run in runs:
         rates = {model: info.get("sample_rate", 16000) for model, info in run.results.get("models", {}).items()}
@@ -250,60 +357,44 @@ def sounds_section(runs: list[Run]) -> str:
                 continue
             waves, rate = run.grids[name], rates.get(key.split("|")[0], 16000)
             columns = max(columns, len(waves))
-            cells = "".join(f"<td><audio controls preload=auto data-clip={i} data-seconds='{len(w) / rate:.6f}' "
-                            f"src='{plots.wav_uri(w, rate)}'></audio><img alt='mel spectrogram of clip {i}' "
-                            f"src='{plots.mel_png(w, rate)}'></td>" for i, w in enumerate(waves))
-            rows.append(f"<tr><td class=text>{_esc(key.replace('|', ' · '))}</td>{cells}</tr>")
-    head = "".join(f"<th>clip {i}</th>" for i in range(columns))
-    return ("<h3>Sounds</h3><p class=note>The same clips (sample indices 0..) in the same columns for every "
-            "policy, each generated from the same noise: players (16-bit wav) and log-mel spectrograms.</p>"
-            f"<table class=sounds><thead><tr><th class=text>policy</th>{head}</tr></thead><tbody>{''.join(rows)}"
-            "</tbody></table>")
+            rows.append({"label": key.replace("|", " · "), "clips": [
+                {"index": i, "seconds": f"{len(w) / rate:.6f}", "wav": plots.wav_uri(w, rate),
+                 "mel": plots.mel_png(w, rate)} for i, w in enumerate(waves)]})
+    return {"columns": columns, "rows": rows}
 
 
-def samples_section(runs: list[Run]) -> str:
-    if any(run.grids[name].ndim == 2 for run in runs for name in run.results.get("grids", {}).values()
-           if name in run.grids):
-        return sounds_section(runs)
-    out = ["<h3>Samples</h3><p class=note>The same seeds in the same places: the cell in row r, column k of "
-           "a grid with n columns is sample index r·n + k in every grid, so it shows what the policy changed for "
-           "that exact noise.</p><div class=grids>"]
+def image_grids(runs: list[Run]) -> list[dict]:
+    out = []
     for run in runs:
         for key, name in run.results.get("grids", {}).items():
             if name in run.grids:
                 grid = run.grids[name]
-                uri = plots.grid_png(grid, per_row=plots.grid_per_row(len(grid)))
-                out.append(f"<figure><img alt='samples {_esc(key)}' src='{uri}'>"
-                           f"<figcaption>{_esc(key.replace('|', ' · '))}</figcaption></figure>")
-    out.append("</div>")
-    out += [pair_grid(run, model) for run in runs for model in run.results.get("models", {})]
-    return "".join(out)
+                out.append({"key": key, "caption": key.replace("|", " · "),
+                            "uri": plots.grid_png(grid, per_row=plots.grid_per_row(len(grid)))})
+    return out
 
 
 PAIR_PARTS = ("source", "pose", "target")
 
 
-def pair_grid(run: Run, model: str) -> str:
+def pair_grid(run: Run, model: str) -> Optional[dict]:
     """Paired tasks (pose): one row per pair, columns source | pose | target | baseline | each policy."""
     context = [f"context_{_slug(run.task)}_{part}" for part in PAIR_PARTS]
     if not all(key in run.grids for key in context):
-        return ""
+        return None
     columns = [(key.split("|", 1)[1], name) for key, name in run.results.get("grids", {}).items()
                if key.split("|", 1)[0] == model and name in run.grids]
     parts = [run.grids[key] for key in context] + [run.grids[name] for _, name in columns]  # each (N, 3, H, W)
     count = min(len(p) for p in parts)
     cells = np.stack([p[:count] for p in parts], axis=1).reshape(-1, *parts[0].shape[1:])  # row i: pair i's columns
-    uri = plots.grid_png(cells, per_row=len(parts))
-    header = " | ".join([*PAIR_PARTS, *(policy for policy, _ in columns)])
-    return (f"<h3>Pairs · {_esc(model)}</h3><p class=note>One row per test pair (the first {count}); columns: "
-            f"{_esc(header)}. Every policy saw the same source, pose and noise.</p>"
-            f"<figure><img alt='pair grid {_esc(model)}' src='{uri}'></figure>")
+    return {"model": model, "count": count, "header": " | ".join([*PAIR_PARTS, *(policy for policy, _ in columns)]),
+            "uri": plots.grid_png(cells, per_row=len(parts))}
 
 
-def summary_section(runs: list[Run]) -> str:
+def summary(runs: list[Run]) -> dict:
     """One row per (model, policy), one column per (task, headline metric)."""
     columns: list[tuple[str, str]] = []
-    table: dict[tuple[str, str], dict[tuple[str, str], float]] = {}
+    values_by_row: dict[tuple[str, str], dict[tuple[str, str], float]] = {}
     for run in runs:
         for r in run.results["records"]:
             for k, v in r["metrics"].items():
@@ -311,38 +402,92 @@ def summary_section(runs: list[Run]) -> str:
                     continue
                 if (run.task, k) not in columns:
                     columns.append((run.task, k))
-                table.setdefault((r["model"], r["policy"]), {})[(run.task, k)] = v
-    rows = []
-    for (model, policy), values in table.items():
-        rows.append("<tr>" + _cell(model, text=True) + _cell(policy, text=True)
-                    + "".join(_cell(values.get(col)) for col in columns) + "</tr>")
-    headers = ["model", "policy"] + [f"{task}: {_label(k)}" for task, k in columns]
-    return "<h2 id=summary>Across tasks</h2>" + _table(headers, rows, text_cols=2, table_id="summary-table")
+                values_by_row.setdefault((r["model"], r["policy"]), {})[(run.task, k)] = v
+    rows = [{"cls": "", "cells": [cell(model, cls="text"), cell(policy, cls="text policy")]
+             + [cell(values.get(col)) for col in columns]} for (model, policy), values in values_by_row.items()]
+    headers = [header("model", "text"), header("policy", "text")] + [header(f"{task}: {_label(k)}")
+                                                                    for task, k in columns]
+    return table("summary-table", headers, rows)
 
 
-def training_section(runs: list[Run]) -> str:
-    parts = []
+def training(runs: list[Run]) -> list[dict]:
+    out = []
     for run in runs:
         track = run.results.get("training_track")
         if track and track.get("points"):
-            recipe = ", ".join(f"{k} {v}" for k, v in track.get("recipe", {}).items())
-            parts.append(f"<h3>{_esc(run.task)}</h3><p class=note>Recorded every {track.get('every')} steps while "
-                         f"the model was trained ({_esc(recipe)}): c at the sampler's first timestep over all "
-                         f"conditions.</p><div class=figs><img alt='training dynamics' "
-                         f"src='{plots.training_figure(track['points'])}'></div>")
-    return ("<h2 id=training>Training dynamics</h2>" + "".join(parts)) if parts else ""
+            out.append({"task": run.task, "every": track.get("every"),
+                        "recipe": ", ".join(f"{k} {v}" for k, v in track.get("recipe", {}).items()),
+                        "uri": plots.training_figure(track["points"])})
+    return out
 
 
-def provenance_section(runs: list[Run]) -> str:
-    parts = ["<h2 id=provenance>Provenance</h2>"]
+def git_text(environment: dict) -> str:
+    """What provenance says about the code's git commit."""
+    if "git" not in environment:
+        return "not recorded (the run predates condbench recording it)"
+    git = environment["git"]
+    if git is None:
+        return "not a git checkout (condbench ran from an installed package)"
+    return git["commit"] + (" with uncommitted changes" if git.get("dirty") else "")
+
+
+def provenance(runs: list[Run]) -> list[dict]:
+    out = []
     for run in runs:
         r = run.results
-        protocols = sorted({rec["protocol"] for rec in r["records"]})
-        parts.append(f"<h3>{_esc(run.path)}</h3><p class=note>schema {r.get('schema_version')}; metric protocol: "
-                     f"{_esc('; '.join(protocols))}</p>")
-        payload = {"environment": r["environment"], "suite": r["suite"], "task": r["task"], "models": r["models"]}
-        parts.append(f"<pre>{_esc(json.dumps(payload, indent=1, default=str))}</pre>")
-    return "".join(parts)
+        env = r["environment"]
+        items = [("condbench", f"{env.get('condbench')}"), ("git commit", git_text(env)),
+                 ("command", env.get("command", "?")), ("date", env.get("date", "?")),
+                 ("torch / device", f"{env.get('torch')} / {env.get('cuda') or 'CPU'}"),
+                 ("schema", str(r.get("schema_version"))),
+                 ("metric protocol", "; ".join(sorted({rec["protocol"] for rec in r["records"]})))]
+        payload = {"environment": env, "suite": r["suite"], "task": r["task"], "models": r["models"]}
+        out.append({"path": str(run.path), "fields": items, "payload": json.dumps(payload, indent=1, default=str)})
+    return out
+
+
+def task_context(task: str, task_runs: list[Run]) -> dict:
+    t1, sources = table1(task, task_runs)
+    figures = [model_figures(model, stats, run.analysis.get(model, {}))
+               for run in task_runs for model, stats in run.results.get("analysis", {}).items()]
+    note = ("At the sampler's first step (pure noise). PR and nPR are computed per condition, then averaged. "
+            "“cond-only” is the condition embedding without the timestep embedding; “t share” is |t|²/|c|², "
+            "averaged over conditions. s(τ)·d of the analysis counts these conditional embeddings only.")
+    return {"name": task, "slug": _slug(task), "comparability": paper_reference.comparability_note(task),
+            "table1": t1, "table1_sources": sources, "table1_note": note,
+            "table1_protocol": table1_protocol(task_runs), "figures": figures,
+            "models": policy_models(task, task_runs), "sounds": sounds(task_runs),
+            "grids": image_grids(task_runs),
+            "pairs": [p for run in task_runs for model in run.results.get("models", {})
+                      if (p := pair_grid(run, model)) is not None]}
+
+
+def build_context(runs: list[Run]) -> dict:
+    """Everything the template shows, as plain data."""
+    tasks: dict[str, list[Run]] = {}
+    for run in runs:
+        tasks.setdefault(run.task, []).append(run)
+    return {"runs": [str(r.path) for r in runs], "summary": summary(runs), "paper": paper_reference.PAPER,
+            "tasks": [task_context(task, task_runs) for task, task_runs in tasks.items()],
+            "training": training(runs), "provenance": provenance(runs)}
+
+
+def breakable(text: str):
+    """Escaped ``text`` with line-break opportunities after ':', '@' and ',' (policy specs wrap at their parts,
+    and copy whole)."""
+    import markupsafe
+
+    return markupsafe.Markup(re.sub(r"([:@,])", r"\1<wbr>", str(markupsafe.escape(text))))
+
+
+def render(context: dict) -> str:
+    import jinja2
+
+    environment = jinja2.Environment(loader=jinja2.PackageLoader("condbench.reports", "templates"),
+                                     autoescape=True, trim_blocks=True, lstrip_blocks=True,
+                                     undefined=jinja2.StrictUndefined)
+    environment.filters["breakable"] = breakable
+    return environment.get_template("report.html.j2").render(**context)
 
 
 def build_report(run_dirs: list[str | Path], out: str | Path) -> Path:
@@ -350,24 +495,4 @@ def build_report(run_dirs: list[str | Path], out: str | Path) -> Path:
     runs = [load_run(d) for d in run_dirs]
     if not runs:
         raise ReportError("no run directories given")
-    tasks: dict[str, list[Run]] = {}
-    for run in runs:
-        tasks.setdefault(run.task, []).append(run)
-    nav = ["<a href='#summary'>Across tasks</a>"] + [f"<a href='#task-{_slug(t)}'>{_esc(t)}</a>" for t in tasks]
-    body = [f"<h1>condbench report</h1><p class=note>{len(runs)} run(s): "
-            f"{_esc(', '.join(str(r.path) for r in runs))}</p>", summary_section(runs)]
-    for task, task_runs in tasks.items():
-        body.append(f"<h2 id='task-{_slug(task)}'>Task: {_esc(task)}</h2>")
-        body.append(embedding_section(task, task_runs))
-        body.append(policy_section(task, task_runs))
-        body.append(samples_section(task_runs))
-    training = training_section(runs)
-    if training:
-        nav.append("<a href='#training'>Training dynamics</a>")
-        body.append(training)
-    nav.append("<a href='#provenance'>Provenance</a>")
-    body.append(provenance_section(runs))
-    page = ("<!doctype html><html lang=en><head><meta charset=utf-8><title>condbench report</title>"
-            f"<style>{STYLE}</style></head><body><nav>{''.join(nav)}</nav><main>{''.join(body)}</main>"
-            f"<script>{SORTER}</script></body></html>")
-    return atomic_write(out, page)
+    return atomic_write(out, render(build_context(runs)))

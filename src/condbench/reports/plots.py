@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import matplotlib
 
@@ -103,7 +103,8 @@ def trajectory_figure(steps: np.ndarray, series: dict[str, np.ndarray], ylabels:
     for ax, (key, values) in zip(np.atleast_1d(axes), series.items()):
         ax.plot(steps, values, marker="o", ms=3, color=COLORS["c"])
         ax.set_title(ylabels[key], fontsize=10)
-        ax.set_xlabel("sampling step")
+        ax.set_ylabel(ylabels[key].split(" over ")[0])
+        ax.set_xlabel("sampling step (0 = pure noise)")
     return _uri(fig)
 
 
@@ -115,56 +116,95 @@ def cond_vs_full_figure(c_cosine: np.ndarray, cond_cosine: np.ndarray) -> str:
     ax.hist(cond_cosine[mask], bins=40, alpha=0.7, color=COLORS["cond"], label="condition part only")
     ax.hist(c_cosine[mask], bins=40, alpha=0.7, color=COLORS["c"], label="c = t + condition")
     ax.set_xlabel("pairwise cosine")
+    ax.set_ylabel("pairs of conditions")
     ax.set_title("what the timestep embedding does to alignment", fontsize=10)
     ax.legend(fontsize=8)
     return _uri(fig)
 
 
 def embedding_2d_figure(c_matrix: np.ndarray, head_dims: Sequence[int], seed: int = 0) -> str:
-    """2-D maps of full, head-only and tail-only c (t-SNE from 50 conditions on, PCA below), coloured by condition."""
+    """2-D maps of full, head-only and tail-only c (t-SNE from 50 conditions on, PCA below, its axes labelled
+    with the share of variance each component explains), coloured by condition."""
     n = len(c_matrix)
     head = np.zeros(c_matrix.shape[1], dtype=bool)
     head[list(head_dims)] = True
     views = {"full c": c_matrix, "head only": np.where(head, c_matrix, 0), "tail only": np.where(head, 0, c_matrix)}
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
     method = "t-SNE" if n >= 50 else "PCA"
     for ax, (title, data) in zip(axes, views.items()):
-        points = _project(data, method, seed)
+        points, explained = _project(data, method, seed)
         ax.scatter(points[:, 0], points[:, 1], c=np.arange(n), cmap="tab10" if n <= 10 else "viridis", s=18)
         if n <= 20:
             for i, (x, y) in enumerate(points):
                 ax.annotate(str(i), (x, y), fontsize=7, xytext=(2, 2), textcoords="offset points")
         ax.set_title(f"{title} ({method})", fontsize=10)
+        if explained is None:
+            ax.set_xlabel("t-SNE 1")
+            ax.set_ylabel("t-SNE 2")
+        else:
+            ax.set_xlabel(f"PC1 ({explained[0]:.1%} of variance)")
+            ax.set_ylabel(f"PC2 ({explained[1]:.1%} of variance)")
         ax.set_xticks([])
         ax.set_yticks([])
+    fig.tight_layout()
     return _uri(fig)
 
 
-def _project(data: np.ndarray, method: str, seed: int) -> np.ndarray:
+def _project(data: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """Points (N, 2) and, for PCA, the share of the total variance of each of the two components."""
     centred = data - data.mean(0)
-    if method == "PCA" or np.allclose(centred, 0):
-        if np.allclose(centred, 0):
-            return np.zeros((len(data), 2))
+    if np.allclose(centred, 0):
+        return np.zeros((len(data), 2)), (np.zeros(2) if method == "PCA" else None)
+    if method == "PCA":
         u, s, _ = np.linalg.svd(centred, full_matrices=False)
         out = u[:, :2] * s[:2]
-        return np.pad(out, ((0, 0), (0, 2 - out.shape[1])))
+        explained = np.pad(s[:2] ** 2 / (s ** 2).sum(), (0, 2 - min(2, len(s))))
+        return np.pad(out, ((0, 0), (0, 2 - out.shape[1]))), explained
     from sklearn.manifold import TSNE
 
-    return TSNE(n_components=2, perplexity=min(30, (len(data) - 1) / 3), init="pca", random_state=seed).fit_transform(centred)
+    points = TSNE(n_components=2, perplexity=min(30, (len(data) - 1) / 3), init="pca",
+                  random_state=seed).fit_transform(centred)
+    return points, None
 
 
-def pruning_curves(curves: dict[str, list[tuple[float, float]]], metric_label: str,
-                   baseline: Optional[float]) -> str:
-    """A metric against the fraction of c removed, one curve per family (tail, its random control, head)."""
-    fig, ax = plt.subplots(figsize=(4.6, 3.3))
+class CurvePoint(NamedTuple):
+    """One policy on a pruning curve: fraction of c removed, metric value, and its interval (or None)."""
+
+    x: float
+    y: float
+    low: Optional[float] = None
+    high: Optional[float] = None
+
+
+LOG_SPAN = 20.0  # a metric axis whose positive values span more than this factor is drawn logarithmic
+
+
+def log_axis(values: Sequence[float]) -> bool:
+    """Whether a metric axis is drawn logarithmic: every value positive and spanning more than ``LOG_SPAN``."""
+    return bool(values) and min(values) > 0 and max(values) / min(values) > LOG_SPAN
+
+
+def pruning_curves(curves: dict[str, list[CurvePoint]], metric_label: str, baseline: Optional[float]) -> str:
+    """A metric against the fraction of c removed, one curve per family (tail, its random control, head), with
+    error bars where a point has an interval; a log metric axis when the values span more than ``LOG_SPAN``."""
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    log = log_axis([v for points in curves.values() for p in points for v in (p.y, p.low, p.high) if v is not None])
     for family, points in curves.items():
-        if points:
-            xs, ys = zip(*sorted(points))
-            ax.plot(xs, ys, marker="o", ms=4, label=family, color=COLORS.get(family, None))
+        points = sorted(points)
+        xs, ys = [p.x for p in points], [p.y for p in points]
+        ax.plot(xs, ys, marker="o", ms=4, label=family, color=COLORS.get(family, None))
+        bars = [p for p in points if p.low is not None]
+        if bars:
+            ax.errorbar([p.x for p in bars], [p.y for p in bars], fmt="none", capsize=3,
+                        yerr=[[max(p.y - p.low, 0.0) for p in bars], [max(p.high - p.y, 0.0) for p in bars]],
+                        color=COLORS.get(family, None), lw=1)
     if baseline is not None:
         ax.axhline(baseline, color="#777", ls="--", lw=1, label="baseline")
-    ax.set_xlabel("fraction of c removed")
-    ax.set_title(metric_label, fontsize=10)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("fraction of c removed (mean over rows and steps)")
+    ax.set_ylabel(metric_label + (" (log scale)" if log else ""))
+    ax.set_title(f"{metric_label} against dimensions removed", fontsize=10)
     ax.legend(fontsize=8)
     return _uri(fig)
 
@@ -177,6 +217,7 @@ def training_figure(points: list[dict]) -> str:
                            (axes[2], "loss", "training loss")):
         ax.plot(steps, [p[key] for p in points], color=COLORS["c"])
         ax.set_title(title, fontsize=10)
+        ax.set_ylabel(title.split(" of ")[0])
         ax.set_xlabel("training step")
     return _uri(fig)
 
