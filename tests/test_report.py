@@ -113,10 +113,14 @@ def test_tables_hold_the_policies_and_sort_on_click_in_the_browser(report, quick
     assert len(asc) == len(suite.policies)
 
 
-def test_report_command_and_a_missing_run(tmp_path, quickstart_run, capsys):
+def test_report_command_and_a_missing_run(tmp_path, quickstart_run, capsys, monkeypatch):
     run_dir, _ = quickstart_run
     assert main(["report", str(run_dir), "-o", str(tmp_path / "r.html")]) == 0
     assert "report:" in capsys.readouterr().out
+    copy = shutil.copytree(run_dir, tmp_path / "copy", ignore=shutil.ignore_patterns("cache"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", str(copy)]) == 0  # without -o: into the (first) run's folder, not the current one
+    assert (copy / "report.html").is_file() and not (tmp_path / "report.html").exists()
     with pytest.raises(ReportError, match="results.json is missing"):
         build_report([tmp_path / "no-run"], tmp_path / "x.html")
 

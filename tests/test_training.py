@@ -6,7 +6,7 @@ import torch
 import condbench
 from condbench.adapters.dit_model import DiTConfig
 from condbench.checkpoints import read_metadata
-from condbench.tasks.digits_training import DiTTraining, train_dit, train_digits
+from condbench.tasks.digits_training import DiTTraining, train_dit
 
 SMALL = DiTConfig(input_size=8, patch_size=2, in_channels=1, hidden_size=32, depth=1, num_heads=2, num_classes=10)
 
@@ -20,9 +20,20 @@ def test_training_is_deterministic_and_tracks_cosine_and_npr():
     assert all(0 < p["npr_mean"] <= 1 and -1 <= p["cosine_mean"] <= 1 for p in track)
 
 
-def test_train_digits_writes_checkpoints_the_adapter_loads(tmp_path):
-    settings = DiTTraining(steps=2, batch_size=8, track_every=1)
-    paths = train_digits(tmp_path, settings, log=lambda _: None)
+def test_train_digits_writes_checkpoints_the_adapter_loads(tmp_path, capsys):
+    """Through the command line: progress of both stages, what --steps covers, files readable by others
+    (the umask's mode, not safetensors' 0600) and how to use them."""
+    from condbench.cli import main
+    from condbench.storage import UMASK
+
+    assert main(["train", "digits", "--steps", "2", "--track", "--track-every", "1", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "--steps does not change it" in out and "classifier: epoch 10/40" in out and "classifier: epoch 40/40" in out
+    paths = {"dit": tmp_path / "digits_dit.safetensors", "classifier": tmp_path / "digits_classifier.safetensors",
+             "track": tmp_path / "digits_train_track.json"}
+    assert f"{{dit-digits: {{ckpt: {paths['dit']}}}}}" in out and f"{{classifier: {paths['classifier']}}}" in out
+    for path in paths.values():
+        assert path.stat().st_mode & 0o777 == 0o666 & ~UMASK, path
     meta = read_metadata(paths["dit"])
     assert json.loads(meta["recipe"])["steps"] == 2 and json.loads(meta["config"])["hidden_size"] == 96
     adapter = condbench.load_adapter("dit-digits", ckpt=str(paths["dit"]))

@@ -9,9 +9,19 @@ Python API::
 """
 __version__ = "0.1.0"
 
-from .analysis import embedding_statistics, participation_ratio  # noqa: E402
-from .policies import Policy, PolicySpecError, parse_policy  # noqa: E402
-from .registry import load_adapter, load_task  # noqa: E402
+# the public names load on first use (PEP 562), so that `import condbench.cli` and `condbench --help` do not
+# import torch
+_LAZY = {"embedding_statistics": "analysis", "participation_ratio": "analysis", "Policy": "policies",
+         "PolicySpecError": "policies", "parse_policy": "policies", "load_adapter": "registry", "load_task": "registry"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["__version__", "embedding_statistics", "load_adapter", "load_task", "parse_policy",
            "participation_ratio", "Policy", "PolicySpecError"]

@@ -83,14 +83,16 @@ def _cmd_run(args: argparse.Namespace, score_only: bool = False) -> int:
         suite.microbatch = args.microbatch
     filters = dict(tasks=_split(args.tasks), models=_split(args.models), policies=_split(args.policies))
     if getattr(args, "dry_run", False):
-        from .registry import load_task
+        from .preflight import checkpoints_not_on_disk, load_tasks
 
         cells = expand(suite, **filters)
-        samples = load_task(cells[0].task, **suite.task_options).num_samples if cells else 0
+        samples = load_tasks(suite)[cells[0].task].num_samples if cells else 0
         print(format_plan(costs(suite, cells, samples)))
+        for line in checkpoints_not_on_disk(suite, list(dict.fromkeys(c.model for c in cells))):
+            print(f"warning: no checkpoint on disk for {line}", file=sys.stderr)
         return 0
     out = Path(args.out or f"runs/{suite.name}")
-    options = RunOptions(device=args.device, batch_size=args.batch_size,
+    options = RunOptions(device=args.device or ("cuda" if _cuda() else "cpu"), batch_size=args.batch_size,
                          cache_dir=Path(args.cache) if args.cache else None, score_only=score_only, **filters)
     try:
         results = run_suite(suite, out, options)
@@ -108,26 +110,49 @@ def _cmd_run(args: argparse.Namespace, score_only: bool = False) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .tasks.digits_training import DiTTraining, train_digits
+    from .tasks.digits_training import CLASSIFIER_EPOCHS, DiTTraining, train_digits
 
     if args.task != "digits":
         print(f"condbench train: only the built-in digits task is trained here, not {args.task!r}", file=sys.stderr)
         return 2
     settings = DiTTraining(steps=args.steps, seed=args.seed, track_every=args.track_every if args.track else 0)
-    train_digits(args.out, settings)
+    print(f"condbench train digits: first the digits classifier ({CLASSIFIER_EPOCHS} epochs; --steps does not change "
+          f"it), then the DiT for --steps {args.steps} steps.")
+    paths = train_digits(args.out, settings)
+    dit, classifier = (shlex.quote(str(paths[k])) for k in ("dit", "classifier"))
+    print(f"Use them: in a suite, model_options: {{dit-digits: {{ckpt: {dit}}}}} and task_options: "
+          f"{{classifier: {classifier}}}; or `condbench analyze --model dit-digits --ckpt {dit}`.")
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from .reports.html import build_report
 
-    page = build_report(args.run_dirs, args.out)
+    page = build_report(args.run_dirs, args.out or Path(args.run_dirs[0]) / "report.html")
     print(f"report: {page} ({page.stat().st_size / 1e6:.1f} MB)")
     return 0
 
 
+class VersionAction(argparse.Action):
+    """``condbench --version``: the package version and the git commit of a checkout (looked up only when asked)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from . import __version__
+        from .provenance import git_revision
+
+        git = git_revision()
+        where = (f"git {git['commit'][:12]}{' with uncommitted changes' if git['dirty'] else ''}" if git
+                 else "not a git checkout")
+        print(f"condbench {__version__} ({where})")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="condbench", description=__doc__)
+    parser.add_argument("--version", action=VersionAction, help="the version and, in a git checkout, the commit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="models, tasks, suites and the policy grammar")
@@ -163,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--batch-size", type=int, help="rows per sampler call (default: the suite's)")
         p.add_argument("--microbatch", type=int, help="rows per network call, fixed: samples become bit-identical "
                                                       "for any batch size (enters the cache key)")
-        p.add_argument("--device", default="cuda" if _cuda() else "cpu")
+        p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
         if name == "run":
             p.add_argument("--dry-run", action="store_true", help="print the cells and their cost, run nothing")
             p.set_defaults(func=_cmd_run)
@@ -181,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="one self-contained HTML report across run directories and tasks")
     p.add_argument("run_dirs", nargs="+")
-    p.add_argument("-o", "--out", default="report.html")
+    p.add_argument("-o", "--out", help="the page to write (default: report.html in the first run directory)")
     p.set_defaults(func=_cmd_report)
     return parser
 

@@ -6,6 +6,7 @@ recomputing the prefix. ``condbench run --dry-run`` prints the plan with and wit
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -60,9 +61,29 @@ def shared_prefix(policy: Policy, num_steps: int, baseline_planned: bool) -> int
     return min(first_active_step(policy, num_steps), num_steps - 1)
 
 
+def check_filters(suite: Suite, tasks: Optional[Sequence[str]] = None, models: Optional[Sequence[str]] = None,
+                  policies: Optional[Sequence[str]] = None) -> None:
+    """Refuse a --tasks/--models/--policies name the suite does not have, naming what it has (a typo would
+    otherwise select nothing, or less than meant)."""
+    problems = []
+    for option, names, known, key in (("--tasks", tasks, suite.tasks, str), ("--models", models, suite.models, str),
+                                      ("--policies", policies, list(suite.policies), lambda p: parse_policy(p).key())):
+        keys = {key(k) for k in known}
+        unknown = [n for n in names or () if key(n) not in keys]
+        if unknown:
+            close = [m for n in unknown for m in difflib.get_close_matches(n, list(known), n=2)]
+            hint = f" (did you mean {', '.join(repr(c) for c in dict.fromkeys(close))}?)" if close else ""
+            problems.append(f"{option} {'; '.join(unknown)!r}: not in suite {suite.name!r}{hint}; "
+                            f"it has {', '.join(known)}")
+    if problems:
+        raise ValueError("the filters select what the suite does not have:\n" + "\n".join(problems))
+
+
 def expand(suite: Suite, tasks: Optional[Sequence[str]] = None, models: Optional[Sequence[str]] = None,
            policies: Optional[Sequence[str]] = None) -> list[Cell]:
-    """The suite's cells, baseline first per (task, model), filtered by name (policies by their exact key)."""
+    """The suite's cells, baseline first per (task, model), filtered by name (policies by their exact key);
+    a filter naming something the suite lacks raises ValueError naming what it has."""
+    check_filters(suite, tasks, models, policies)
     wanted_policies = {parse_policy(p).key() for p in policies} if policies else None
     cells = []
     for task in suite.tasks:

@@ -68,10 +68,22 @@ def temporary_name(target: Path) -> Path:
     return target.with_name(f".{target.name}.{HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
+def _process_umask() -> int:
+    """The umask, read once at import (setting it is the only way to read it, and not thread-safe later)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _process_umask()
+
+
 def _commit(tmp: Path, target: Path) -> None:
-    """Make the temporary durable and put it in place of the target."""
+    """Make the temporary durable, give it the permissions of any new file (some writers, safetensors among
+    them, create 0600 files) and put it in place of the target."""
     with open(tmp, "rb+") as handle:
         os.fsync(handle.fileno())
+    os.chmod(tmp, 0o666 & ~UMASK)
     os.replace(tmp, target)
 
 

@@ -38,7 +38,10 @@ class DiTTraining:
     config: DiTConfig = field(default_factory=lambda: DIGITS_DIT_CONFIG)
 
 
-def train_classifier(seed: int = 0, epochs: int = 40, log: Log = print) -> tuple[DigitsClassifier, dict]:
+CLASSIFIER_EPOCHS = 40  # the shipped classifier's; `condbench train digits --steps` does not change them
+
+
+def train_classifier(seed: int = 0, epochs: int = CLASSIFIER_EPOCHS, log: Log = print) -> tuple[DigitsClassifier, dict]:
     """Train the CNN on a fixed 80% split; returns it and its held-out accuracy."""
     torch.manual_seed(seed)
     images, labels = load_digits_images()
@@ -59,6 +62,8 @@ def train_classifier(seed: int = 0, epochs: int = 40, log: Log = print) -> tuple
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+        if (epoch + 1) % 10 == 0 or epoch + 1 == epochs:
+            log(f"classifier: epoch {epoch + 1}/{epochs} loss {float(loss.detach()):.4f}")
     model.eval()
     _, logits = run_classifier(model, images[test_idx])
     accuracy = float((logits.argmax(1) == labels[test_idx]).double().mean())
