@@ -79,3 +79,14 @@ def test_validate_command(tmp_path, capsys):
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert "batch_size" in err and "model_options" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("name", ["imagenet", "table2"])
+def test_suites_that_promise_a_control_for_every_tail_cell_have_it(name):
+    """imagenet.yaml and table2.yaml say every tail cell has its random-like control (same threshold and
+    schedule): each one is in the suite."""
+    from condbench.policies import parse_policy
+
+    policies = {parse_policy(p).key() for p in load_suite(name).policies}
+    tails = [p for p in load_suite(name).policies if parse_policy(p).action.kind == "tail"]
+    assert tails and all(parse_policy(f"random-like:{t}").key() in policies for t in tails)
