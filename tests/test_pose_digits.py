@@ -37,11 +37,11 @@ def test_pairs_are_fixed_per_seed_and_index_with_a_same_class_source_and_a_pose_
 
 @pytest.fixture(scope="module")
 def shipped():
-    """The shipped xmdpt-digits with 20 DDIM steps, on the first 48 test pairs."""
+    """The shipped xmdpt-digits with 10 DDIM steps, on the first 24 test pairs."""
     from condbench.registry import load_adapter
 
-    task = PoseDigitsTask(num_pairs=48)
-    adapter = load_adapter("xmdpt-digits", num_steps=20)
+    task = PoseDigitsTask(num_pairs=24)
+    adapter = load_adapter("xmdpt-digits", num_steps=10)
     task.prepare_adapter(adapter)
     return task, adapter
 
@@ -59,10 +59,14 @@ def _psnr_ssim(task, adapter, cond, policy=None):
     return scores["psnr"].mean(), scores["ssim"].mean()
 
 
+PSNR_MARGIN, SSIM_MARGIN = 2.5, 0.15  # how much better than each control the baseline must be: dB; SSIM
+
+
 def test_the_shipped_model_learned_to_generate_the_target_from_source_and_pose(shipped):
     """Against each pair's target, the baseline beats the null condition (drop-cond: c = t, no condition) and the
-    random-pair control (every pair given another pair's condition) by a wide margin (measured here: PSNR 12.6 vs
-    8.8 and 9.0 dB, SSIM 0.60 vs 0.27 and 0.28)."""
+    random-pair control (every pair given another pair's condition) by a wide margin (measured here: PSNR 12.8 vs
+    8.9 and 9.3 dB, SSIM 0.60 vs 0.24 and 0.29; on all 359 pairs with 50 steps, 12.0 dB / 0.55 vs drop-cond's
+    8.5 dB / 0.24)."""
     task, adapter = shipped
     n = task.num_samples
     conditions = task.conditions()
@@ -74,9 +78,6 @@ def test_the_shipped_model_learned_to_generate_the_target_from_source_and_pose(s
     for control in (null, random_pairs):
         assert baseline[0] > control[0] + PSNR_MARGIN
         assert baseline[1] > control[1] + SSIM_MARGIN
-
-
-PSNR_MARGIN, SSIM_MARGIN = 3.0, 0.15
 
 
 def test_slices_of_an_embedded_set_reuse_its_rows_instead_of_reading_conditions_again(shipped):
@@ -93,7 +94,7 @@ def test_slices_of_an_embedded_set_reuse_its_rows_instead_of_reading_conditions_
 
     conditions = PairConditions(load, task.num_samples)
     adapter.set_condition_mean(conditions)
-    assert len(reads) == 1  # one pass over the set (48 pairs, one batch of 64)
+    assert len(reads) == 1  # one pass over the set (24 pairs, one batch of 64)
     kept = adapter.condition_embedding(conditions[8:16])
     assert len(reads) == 1
     direct = adapter.condition_embedding(task.pair_batch(range(8, 16)))  # embedded from its tensors
@@ -104,14 +105,14 @@ def test_slices_of_an_embedded_set_reuse_its_rows_instead_of_reading_conditions_
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """The pose-digits suite as shipped (every policy), on 12 pairs with 6 DDIM steps: runs in seconds."""
+    """The pose-digits suite as shipped (every policy), on 8 pairs with 4 DDIM steps."""
     from condbench.runner import RunOptions, run_suite
     from condbench.suites import Suite, load_suite
 
     suite = load_suite("pose-digits")
-    suite = Suite(**{**suite.__dict__, "task_options": {"num_pairs": 12}, "bootstrap": 20,
+    suite = Suite(**{**suite.__dict__, "task_options": {"num_pairs": 8}, "bootstrap": 10,
                      "analysis": {**suite.analysis, "sweep_points": 2},
-                     "model_options": {"xmdpt-digits": {"num_steps": 6}}})
+                     "model_options": {"xmdpt-digits": {"num_steps": 4}}})
     out = tmp_path_factory.mktemp("pose-digits")
     results = run_suite(suite, out, RunOptions(log=lambda _: None))
     return out, suite, json.loads(results.read_text())
@@ -123,7 +124,7 @@ def test_the_run_scores_psnr_ssim_with_paired_deltas_and_leaves_lpips_and_fid_ou
     assert len(records) == len(suite.policies)
     for record in records.values():
         assert set(record["metrics"]) == {"fid_digits_cnn", "psnr", "ssim", "class_fidelity"}
-        assert record["num_samples"] == 12
+        assert record["num_samples"] == 8
         protocol = record["protocol"]
         assert "lpips left out: its AlexNet weights cannot be had offline" in protocol
         assert "Inception FID left out" in protocol and "not comparable to the paper's FID" in protocol
@@ -140,34 +141,36 @@ def test_the_run_scores_psnr_ssim_with_paired_deltas_and_leaves_lpips_and_fid_ou
             assert change["ci95"][0] <= change["delta"] <= change["ci95"][1]
     assert records["drop-cond"]["metrics"]["psnr"] < records["baseline"]["metrics"]["psnr"]
     analysis = results["analysis"]["xmdpt-digits"]
-    assert analysis["c"]["num_conditions"] == 12 and analysis["c"]["dim"] == 64  # Table-1 statistics over pairs
+    assert analysis["c"]["num_conditions"] == 8 and analysis["c"]["dim"] == 64  # Table-1 statistics over pairs
 
 
 def test_the_run_scores_each_sample_against_its_own_target(tiny_run):
-    """PSNR of the baseline recomputed from the stored grid (the first 12 samples) and the task's targets."""
+    """PSNR and SSIM of the baseline recomputed from the stored grid (all 8 samples) and the task's targets."""
     from condbench.metrics.paired_image import psnr_ssim
 
     out, _, results = tiny_run
     grids = np.load(out / "samples_grid.npz")
-    baseline = torch.from_numpy(grids[results["grids"]["xmdpt-digits|baseline"]])  # (12, 1, 8, 8) in [0, 1]
-    task = PoseDigitsTask(num_pairs=12)
-    expected = psnr_ssim(baseline.expand(-1, 3, -1, -1), task.targets(range(12)).expand(-1, 3, -1, -1), win_size=3)
+    baseline = torch.from_numpy(grids[results["grids"]["xmdpt-digits|baseline"]])  # (8, 1, 8, 8) in [0, 1]
+    assert baseline.shape == (8, 1, 8, 8)
+    task = PoseDigitsTask(num_pairs=8)
+    expected = psnr_ssim(baseline.expand(-1, 3, -1, -1), task.targets(range(8)).expand(-1, 3, -1, -1), win_size=3)
     record = next(r for r in results["records"] if r["policy"] == "baseline")
     assert record["metrics"]["psnr"] == pytest.approx(float(expected["psnr"].mean()), rel=1e-6)
     assert record["metrics"]["ssim"] == pytest.approx(float(expected["ssim"].mean()), rel=1e-6)
 
 
 def test_the_pair_grid_context_and_the_report(tiny_run, tmp_path):
-    from condbench.reports.html import build_report
+    """The run stores source | pose | target of the first pairs; `condbench report` draws the pair grid."""
+    from condbench.cli import main
 
     out, suite, _ = tiny_run
     grids = np.load(out / "samples_grid.npz")
-    task = PoseDigitsTask(num_pairs=12)
-    pairs = task.pairs
+    pairs = PoseDigitsTask(num_pairs=8).pairs
     assert np.array_equal(grids["context_pose_digits_source"], ((pairs["source"] + 1) / 2).numpy())
     assert np.array_equal(grids["context_pose_digits_pose"], pairs["pose"].numpy())
     assert np.array_equal(grids["context_pose_digits_target"], ((pairs["target"] + 1) / 2).numpy())
-    page = build_report([out], tmp_path / "report.html").read_text()
+    assert main(["report", str(out), "-o", str(tmp_path / "report.html")]) == 0
+    page = (tmp_path / "report.html").read_text()
     assert "Pairs · xmdpt-digits" in page
     assert "source | pose | target | baseline | " in page
 
