@@ -18,8 +18,14 @@ def test_pose_suite_without_files_stops_before_any_work_listing_every_missing_fi
     cache = tmp_path / "cache"
     expected = [
         "suite 'pose' cannot run: 10 file(s) missing",
-        f"DeepFashion pairs file not found: {cache / 'deepfashion' / 'test_pairs.txt'}",
-        "drive.google.com/drive/folders/1PhnaFNg9zxMZM-ccJAzLIt2iqWFRzXSw",  # pairs, poses, images: how
+        # which file, where it was looked for, why nothing else of the split is listed, and how to provide it
+        f"DeepFashion pairs file test_pairs.txt not found: looked for it at {cache / 'deepfashion' / 'test_pairs.txt'} "
+        "(ROOT = the pose task option root; unset: $CONDBENCH_CACHE/deepfashion)",
+        "so those are checked once it exists",
+        "download test_pairs.txt (the PIDM/GFLA split, Google Drive only: download it by hand) from "
+        "https://drive.google.com/drive/folders/1PhnaFNg9zxMZM-ccJAzLIt2iqWFRzXSw and place it at "
+        f"{cache / 'deepfashion' / 'test_pairs.txt'}",
+        "PIDM's data/prepare_data.py",  # the rest of the split: poses and images
         f"FID reference folder not found: {cache / 'deepfashion' / 'train_256x256_pngs'}",
         f"X-MDPT fine-tuned VAE not found: no diffusers folder (config.json + weights) at "
         f"{cache / 'weights' / 'diffuser_finetune_vae'}",

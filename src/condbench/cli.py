@@ -53,6 +53,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     print(f"{adapter.name}: d={c['dim']} PR={c['pr']['mean']:.2f} nPR={c['npr']['mean']:.2%} "
           f"mean cosine={c['cosine']['mean']:.4f} (cond only: {summary['cond_only']['cosine']['mean']:.4f}, "
           f"nPR {summary['cond_only']['npr']['mean']:.2%})")
+    print("s(tau), the fraction of c's dimensions below tau (what tail:TAU removes at this step), mean over conditions: "
+          + ", ".join(f"{tau} {share:.1%}" for tau, share in c["sparsity"].items()))
     print(f"wrote {out / 'analysis.json'} and {out / 'analysis.npz'}")
     return 0
 
@@ -110,14 +112,17 @@ def _cmd_run(args: argparse.Namespace, score_only: bool = False) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    if args.task == "pose-digits":
+        from .tasks.pose_digits_training import PoseDigitsTraining, write_pose_digits
+
+        write_pose_digits(args.out, PoseDigitsTraining(seed=args.seed, **({"steps": args.steps} if args.steps else {})))
+        return 0
     from .tasks.digits_training import CLASSIFIER_EPOCHS, DiTTraining, train_digits
 
-    if args.task != "digits":
-        print(f"condbench train: only the built-in digits task is trained here, not {args.task!r}", file=sys.stderr)
-        return 2
-    settings = DiTTraining(steps=args.steps, seed=args.seed, track_every=args.track_every if args.track else 0)
+    steps = args.steps or 10000
+    settings = DiTTraining(steps=steps, seed=args.seed, track_every=args.track_every if args.track else 0)
     print(f"condbench train digits: first the digits classifier ({CLASSIFIER_EPOCHS} epochs; --steps does not change "
-          f"it), then the DiT for --steps {args.steps} steps.")
+          f"it), then the DiT for --steps {steps} steps.")
     paths = train_digits(args.out, settings)
     dit, classifier = (shlex.quote(str(paths[k])) for k in ("dit", "classifier"))
     print(f"Use them: in a suite, model_options: {{dit-digits: {{ckpt: {dit}}}}} and task_options: "
@@ -195,10 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.set_defaults(func=lambda a: _cmd_run(a, score_only=True))
 
-    p = sub.add_parser("train", help="train the built-in digits networks")
-    p.add_argument("task", choices=["digits"])
+    p = sub.add_parser("train", help="train the built-in networks: digits (DiT + CNN), pose-digits (tiny X-MDPT)")
+    p.add_argument("task", choices=["digits", "pose-digits"])
     p.add_argument("--out", default="condbench-digits", help="directory for the checkpoints")
-    p.add_argument("--steps", type=int, default=10000, help="DiT training steps (the shipped model: 10000)")
+    p.add_argument("--steps", type=int, help="training steps (the shipped models: digits 10000, pose-digits 3000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--track", action="store_true", help="record cosine and nPR of c during training")
     p.add_argument("--track-every", type=int, default=250)

@@ -89,50 +89,34 @@ def load_task(name: str, **options: Any):
 
 
 def _register_builtins() -> None:
-    from .adapters.dit import DiTAdapter
+    from .adapters.dit import DiTAdapter, pixels_from_model_space
     from .adapters.sd3 import SD3_RELEASES
     from .adapters.dit_model import DiT
-    from .adapters.loading import load_network
     from .adapters.zoo import DIT_EMBEDDERS, RELEASES
-    from .checkpoints import require_file
-    from .tasks import asset_path
     from .tasks.audio import AudioTask
     from .tasks.digits import ASSET_DIT, DIGITS_DIT_CONFIG, DIGITS_SAMPLER, DigitsTask
     from .tasks.imagenet import ImageNetTask
+    from .adapters.xmdpt_model import XMDPT, XMDPT_EMBEDDER_PREFIXES
     from .tasks.pose import PoseTask
+    from .tasks.pose_digits import ASSET_XMDPT, XMDPT_DIGITS_CONFIG, XMDPT_DIGITS_SAMPLER, PoseDigitsTask
     from .tasks.text import TextTask
 
-    def digits_checkpoint(ckpt: Optional[str] = None) -> Path:
-        return require_file(ckpt or asset_path(ASSET_DIT), "digits DiT checkpoint",
-                            "run `condbench train digits --out DIR` and pass --ckpt DIR/" + ASSET_DIT)
+    def xmdpt_digits_adapter(model, **options: Any) -> Adapter:
+        from .adapters.xmdpt import XMDPTAdapter
 
-    def digits_sampler(sampler: Optional[str]) -> None:
-        if sampler not in (None, "ddpm"):
-            raise ValueError(f"dit-digits has no sampler {sampler!r}; its samplers: ddpm")
+        return XMDPTAdapter(model, "xmdpt-digits", decoder=pixels_from_model_space, **options)
 
-    def dit_digits(ckpt: Optional[str] = None, device: str = "cpu", embedders_only: bool = False,
-                   sampler: Optional[str] = None, **options: Any) -> Adapter:
-        digits_sampler(sampler)
-        path = digits_checkpoint(ckpt)
-        model, info = load_network(lambda: DiT(DIGITS_DIT_CONFIG), path, embedder_prefixes=DIT_EMBEDDERS,
-                                   embedders_only=embedders_only)
-        return DiTAdapter(model, "dit-digits", checkpoint=info, **{**DIGITS_SAMPLER, **options}).to(device)
-
-    def dit_digits_plan(sampler: Optional[str] = None, **options: Any) -> Adapter:
-        import torch
-
-        digits_sampler(sampler)
-        for only_files in ("ckpt", "device", "embedders_only"):
-            options.pop(only_files, None)
-        with torch.device("meta"):
-            model = DiT(DIGITS_DIT_CONFIG)
-        return DiTAdapter(model, "dit-digits", **{**DIGITS_SAMPLER, **options})
-
-    register_model(ModelEntry("dit-digits", "digits", DIGITS_DIT_CONFIG.hidden_size,
-                              f"DDPM {DIGITS_SAMPLER['num_steps']} respaced steps, learned sigma, "
-                              f"CFG {DIGITS_SAMPLER['cfg_scale']}", "shipped in the package (condbench train digits)",
-                              dit_digits, DIGITS_SAMPLER["num_steps"], DIGITS_SAMPLER["cfg_scale"], digits_checkpoint,
-                              planner=dit_digits_plan, samplers=("ddpm",)))
+    register_model(_shipped_entry(
+        "dit-digits", "digits", ASSET_DIT, "digits", lambda: DiT(DIGITS_DIT_CONFIG),
+        lambda model, **options: DiTAdapter(model, "dit-digits", **options), DIGITS_SAMPLER, "ddpm", DIT_EMBEDDERS,
+        f"DDPM {DIGITS_SAMPLER['num_steps']} respaced steps, learned sigma, CFG {DIGITS_SAMPLER['cfg_scale']}",
+        DIGITS_DIT_CONFIG.hidden_size))
+    register_model(_shipped_entry(
+        "xmdpt-digits", "pose-digits", ASSET_XMDPT, "pose-digits", lambda: XMDPT(XMDPT_DIGITS_CONFIG),
+        xmdpt_digits_adapter,
+        XMDPT_DIGITS_SAMPLER, "ddim", XMDPT_EMBEDDER_PREFIXES,
+        f"DDIM {XMDPT_DIGITS_SAMPLER['num_steps']} respaced steps (eta 0), CFG {XMDPT_DIGITS_SAMPLER['cfg_scale']} "
+        f"power-cosine (pow {XMDPT_DIGITS_SAMPLER['scale_pow']}) on all channels", XMDPT_DIGITS_CONFIG.hidden_size))
     for release in RELEASES:
         defaults = release.sampler_defaults
         register_model(ModelEntry(release.name, release.task, release.c_dim, release.sampler, release.weights.url,
@@ -142,6 +126,8 @@ def _register_builtins() -> None:
     for sd3 in SD3_RELEASES:
         register_model(_sd3_entry(sd3))
     register_task(TaskEntry("digits", "scikit-learn's 8x8 digits, 10 classes, built in (no download)", DigitsTask))
+    register_task(TaskEntry("pose-digits", "paired 8x8 digits: a same-class source + the target's ink mask -> the "
+                            "target (tiny X-MDPT; PSNR, SSIM, class fidelity, digits-CNN FID), built in", PoseDigitsTask))
     register_task(TaskEntry("imagenet", "ImageNet 256x256 class-conditional, 1,000 classes (ADM evaluator protocol)",
                             ImageNetTask))
     register_task(TaskEntry("text", "text-to-image on a prompt set (COCO captions by default): CLIP score, clean-FID",
@@ -150,6 +136,44 @@ def _register_builtins() -> None:
                             "(av-benchmark protocol)", AudioTask))
     register_task(TaskEntry("pose", "pose-guided person images, DeepFashion test pairs (PIDM protocol: FID, SSIM, "
                             "LPIPS, PSNR)", PoseTask))
+
+
+def _shipped_entry(name: str, task: str, asset: str, train_task: str, build: Callable[[], Any],
+                   adapter: Callable[..., Adapter], defaults: dict, sampler_name: str, embedder_prefixes: tuple[str, ...],
+                   sampler_line: str, c_dim: int) -> ModelEntry:
+    """A registry entry for a tiny network shipped in the package (``assets/ASSET``, reproduced by
+    ``condbench train TRAIN_TASK``): ``build()`` makes the network, ``adapter(network, checkpoint=, **sampler)`` wraps it."""
+    import torch
+
+    from .adapters.loading import load_network
+    from .checkpoints import require_file
+    from .tasks import asset_path
+
+    def checkpoint(ckpt: Optional[str] = None) -> Path:
+        return require_file(ckpt or asset_path(asset), f"{name} checkpoint",
+                            f"run `condbench train {train_task} --out DIR` and pass --ckpt DIR/{asset}")
+
+    def check_sampler(sampler: Optional[str]) -> None:
+        if sampler not in (None, sampler_name):
+            raise ValueError(f"{name} has no sampler {sampler!r}; its samplers: {sampler_name}")
+
+    def factory(ckpt: Optional[str] = None, device: str = "cpu", embedders_only: bool = False,
+                sampler: Optional[str] = None, **options: Any) -> Adapter:
+        check_sampler(sampler)
+        model, info = load_network(build, checkpoint(ckpt), embedder_prefixes=embedder_prefixes,
+                                   embedders_only=embedders_only)
+        return adapter(model, checkpoint=info, **{**defaults, **options}).to(device)
+
+    def plan(sampler: Optional[str] = None, **options: Any) -> Adapter:
+        check_sampler(sampler)
+        for only_files in ("ckpt", "device", "embedders_only"):
+            options.pop(only_files, None)
+        with torch.device("meta"):
+            model = build()
+        return adapter(model, **{**defaults, **options})
+
+    return ModelEntry(name, task, c_dim, sampler_line, f"shipped in the package (condbench train {train_task})", factory,
+                      defaults["num_steps"], defaults["cfg_scale"], checkpoint, planner=plan, samplers=(sampler_name,))
 
 
 def _sd3_entry(release) -> ModelEntry:

@@ -19,6 +19,7 @@ it once per pair and caches it. c = t_embedder(t) + condition part; the null con
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -148,13 +149,17 @@ class XMDPTAdapter(MDTAdapter):
         """The condition parts of c (N, D) for a ``cond`` dict of N pairs (see the module docstring), or for a
         task's whole set of pairs (an object with ``batches(size)`` giving such dicts: the pose task's conditions),
         embedded batch by batch and kept for the next call with the same set (the analysis asks once per step)."""
-        if not isinstance(cond, dict) and hasattr(cond, "batches"):
+        if not isinstance(cond, Mapping) and hasattr(cond, "batches"):
             if self._set_embedding is None or self._set_embedding[0] is not cond:
                 parts = [self.condition_embedding(batch) for batch in cond.batches(SET_EMBEDDING_BATCH)]
                 self._set_embedding = (cond, torch.cat(parts))
             return self._set_embedding[1]
-        if not isinstance(cond, dict) or set(cond) != set(COND_KEYS):
-            found = sorted(cond) if isinstance(cond, dict) else type(cond).__name__
+        if self._set_embedding is not None and getattr(cond, "source", None) is self._set_embedding[0]:
+            # a slice of the set embedded already (the mean condition and the analysis embed it first): its rows,
+            # without reading the pairs' conditions again for every policy
+            return self._set_embedding[1][torch.as_tensor(list(cond.indices), device=self._set_embedding[1].device)]
+        if not isinstance(cond, Mapping) or set(cond) != set(COND_KEYS):
+            found = sorted(cond) if isinstance(cond, Mapping) else type(cond).__name__
             raise ValueError(f"{self.name}: cond must be a dict with keys {', '.join(COND_KEYS)}, got {found}")
         cfg, n = self.config, len(cond["pose_features"])
         expected = {"pose_features": (n, cfg.feature_tokens, cfg.pose_dim),

@@ -72,11 +72,22 @@ def choose_source(sources: tuple[str, ...], seed: int, index: int) -> str:
     return sources[sample_seed(seed, index) % len(sources)]
 
 
+def missing_pairs_message(path: str | Path, root_option: str = "the pose task option root") -> str:
+    """What to say when a pairs file is absent: which file, where it was looked for, what else waits on it, and how
+    to provide it (with the rest of the split)."""
+    path = Path(path)
+    return (f"DeepFashion pairs file {path.name} not found: looked for it at {path.resolve()} (ROOT = {root_option}; "
+            f"unset: $CONDBENCH_CACHE/deepfashion). It names every image and keypoint file of the split, so those "
+            f"are checked once it exists.\nHow to provide it: download {path.name} (the PIDM/GFLA split, Google Drive "
+            f"only: download it by hand) from {PAIRS_URL} and place it at {path.resolve()}, or set {root_option} to "
+            f"the folder that holds it; the rest of the split: {HOW_TO_GET}.")
+
+
 def read_pairs(path: str | Path, seed: int = 0) -> list[PosePair]:
     """Every pair of a ``*_pairs.txt`` file, in file order; blank lines at the end are ignored."""
     path = Path(path)
     if not path.is_file():
-        raise DeepFashionError(f"DeepFashion pairs file not found: {path.resolve()}.\nHow to provide it: {HOW_TO_GET}.")
+        raise DeepFashionError(missing_pairs_message(path))
     lines = path.read_text(encoding="utf-8").splitlines()
     while lines and not lines[-1].strip():
         lines.pop()

@@ -72,17 +72,36 @@ def protocol_resize(image: np.ndarray) -> np.ndarray:
     return cv2.resize(image.astype(np.float32), (PROTOCOL_WIDTH, PROTOCOL_HEIGHT))
 
 
+def _psnr_ssim_pair(gt: np.ndarray, pred: np.ndarray, win_size: int) -> tuple[float, float]:
+    """PSNR and SSIM of one pair of (H, W, 3) float32 images in [0, 1], as PIDM computes them."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    psnr = peak_signal_noise_ratio(gt, pred, data_range=1)
+    ssim = structural_similarity(gt.astype(np.float64), pred.astype(np.float64), data_range=1, win_size=win_size,
+                                 channel_axis=-1)
+    return float(psnr), float(ssim)
+
+
+def psnr_ssim(generated: torch.Tensor, target: torch.Tensor, win_size: int = SSIM_WINDOW) -> dict[str, np.ndarray]:
+    """Per-pair ``psnr`` and ``ssim`` (each (N,) float64) with PIDM's definitions and an SSIM window of ``win_size``
+    (odd, at most the image side: smaller images than PIDM's 256x256 need a smaller one)."""
+    generated, target = _paired(generated, target)
+    out = {name: np.empty(len(generated)) for name in ("psnr", "ssim")}
+    for i, (pred_u8, gt_u8) in enumerate(zip(generated, target)):
+        gt, pred = gt_u8.astype(np.float32) / 255.0, pred_u8.astype(np.float32) / 255.0  # (H, W, 3)
+        out["psnr"][i], out["ssim"][i] = _psnr_ssim_pair(gt, pred, win_size)
+    return out
+
+
 def reconstruction_metrics(generated: torch.Tensor, target: torch.Tensor) -> dict[str, np.ndarray]:
     """Per-pair ``psnr``, ``ssim`` and ``ssim_256`` (each (N,) float64) of generated vs target images."""
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+    from skimage.metrics import structural_similarity
 
     generated, target = _paired(generated, target)
     out = {name: np.empty(len(generated)) for name in ("psnr", "ssim", "ssim_256")}
     for i, (pred_u8, gt_u8) in enumerate(zip(generated, target)):
         gt, pred = gt_u8.astype(np.float32) / 255.0, pred_u8.astype(np.float32) / 255.0  # (H, W, 3)
-        out["psnr"][i] = peak_signal_noise_ratio(gt, pred, data_range=1)
-        out["ssim"][i] = structural_similarity(gt.astype(np.float64), pred.astype(np.float64), data_range=1,
-                                               win_size=SSIM_WINDOW, channel_axis=-1)
+        out["psnr"][i], out["ssim"][i] = _psnr_ssim_pair(gt, pred, SSIM_WINDOW)
         gt_256, pred_256 = gt * 255.0, pred * 255.0  # float32, as PIDM
         out["ssim_256"][i] = structural_similarity(
             gt_256.astype(np.float64), pred_256.astype(np.float64), gaussian_weights=True, sigma=SSIM_256_SIGMA,

@@ -12,6 +12,7 @@ runner's ``conditions[b0:b1]`` works unchanged; the slice also carries its pair 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
@@ -28,18 +29,39 @@ ENCODE_BATCH = 16  # pairs per encoder call when conditions are computed
 CONDITION_FORMAT = 1
 
 
-class PairBatch(dict):
-    """X-MDPT's ``cond`` dict for consecutive pairs, with their pair indices (``indices``) for the evaluator."""
+class PairBatch(Mapping):
+    """X-MDPT's ``cond`` dict for consecutive pairs, with their pair indices (``indices``) for the evaluator.
 
-    def __init__(self, tensors: dict[str, torch.Tensor], indices: range):
-        super().__init__(tensors)
-        self.indices = indices
+    Built from tensors, or from a reader called on first access: the evaluator needs only ``indices``, and an adapter
+    that has embedded the whole set (``source``, the :class:`PairConditions` it was sliced from) only takes its
+    rows, so neither reads the per-pair condition files again.
+    """
+
+    def __init__(self, tensors: dict[str, torch.Tensor] | Callable[[], Mapping[str, torch.Tensor]], indices: range,
+                 source: Optional["PairConditions"] = None):
+        self._tensors = dict(tensors) if isinstance(tensors, Mapping) else None
+        self._read = None if isinstance(tensors, Mapping) else tensors
+        self.indices, self.source = indices, source
+
+    def _loaded(self) -> dict[str, torch.Tensor]:
+        if self._tensors is None:
+            self._tensors = dict(self._read())
+        return self._tensors
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return self._loaded()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._loaded())
+
+    def __len__(self) -> int:
+        return len(self._loaded())
 
 
 class PairConditions:
-    """The conditions of ``count`` pairs, loaded (or computed) on slicing: ``conditions[a:b]`` -> :class:`PairBatch`."""
+    """The conditions of ``count`` pairs, read (or computed) when used: ``conditions[a:b]`` -> :class:`PairBatch`."""
 
-    def __init__(self, load: Callable[[range], PairBatch], count: int):
+    def __init__(self, load: Callable[[range], Mapping[str, torch.Tensor]], count: int):
         self._load, self._count = load, count
 
     def __len__(self) -> int:
@@ -48,7 +70,8 @@ class PairConditions:
     def __getitem__(self, key: slice) -> PairBatch:
         if not isinstance(key, slice):
             raise TypeError(f"pose conditions slice into cond dicts (conditions[a:b]), got index {key!r}")
-        return self._load(range(self._count)[key])
+        rows = range(self._count)[key]
+        return PairBatch(lambda: self._load(rows), rows, source=self)
 
     def batches(self, size: int) -> Iterator[PairBatch]:
         """Consecutive cond dicts of at most ``size`` pairs, for whole-set passes (the embedding analysis)."""
@@ -234,8 +257,11 @@ class PoseTask:
     # --- preflight
 
     def check_pairs(self) -> None:
-        from ..datasets.deepfashion import HOW_TO_GET, missing_files
+        from ..datasets.deepfashion import HOW_TO_GET, PAIRS_FILES, missing_files, missing_pairs_message
 
+        pairs = self.root / PAIRS_FILES["test"]
+        if not pairs.is_file():  # it names every other file of the split: nothing else can be listed yet
+            raise CheckpointNotFoundError(missing_pairs_message(pairs))
         problems = missing_files(self.root, "test", self.images)
         if problems:
             shown = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
