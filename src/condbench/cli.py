@@ -10,22 +10,35 @@ from typing import Optional, Sequence
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    import warnings
+
     from .policies import GRAMMAR
-    from .registry import MODELS, TASKS
+    from .registry import PLUGIN_ERRORS, PluginWarning, metrics, models, tasks
     from .suites import builtin_suites
 
+    with warnings.catch_warnings():  # said once below, as condbench's own warning lines
+        warnings.simplefilter("ignore", PluginWarning)
+        model_table, task_table, metric_table = models(), tasks(), metrics()
+    for problem in PLUGIN_ERRORS:
+        print(f"condbench list: warning: {problem}", file=sys.stderr)
     if args.what in ("models", "all"):
-        width = max(len(m.sampler) for m in MODELS.values())
-        choices = {m.name: ", ".join(m.samplers) or "-" for m in MODELS.values()}
+        width = max(len(m.sampler) for m in model_table.values())
+        choices = {m.name: ", ".join(m.samplers) or "-" for m in model_table.values()}
         names = max(len(c) for c in choices.values())
-        print(f"{'model':<18} {'task':<9} {'c dim':>5}  {'default sampler':<{width}}  {'sampler=':<{names}}  checkpoint")
-        for m in MODELS.values():
+        origins = max(len("from"), *(len(m.origin) for m in model_table.values()))
+        print(f"{'model':<18} {'task':<9} {'c dim':>5}  {'default sampler':<{width}}  {'sampler=':<{names}}  "
+              f"{'from':<{origins}}  checkpoint")
+        for m in model_table.values():
             print(f"{m.name:<18} {m.task:<9} {m.c_dim:>5}  {m.sampler:<{width}}  {choices[m.name]:<{names}}  "
-                  f"{m.checkpoint_source}")
+                  f"{m.origin:<{origins}}  {m.checkpoint_source}")
     if args.what in ("tasks", "all"):
         print()
-        for t in TASKS.values():
-            print(f"{t.name:<16} {t.description}")
+        for t in task_table.values():
+            print(f"{t.name:<16} {t.description}" + ("" if t.origin == "built-in" else f" (from {t.origin})"))
+    if args.what in ("metrics", "all") and metric_table:
+        print("\nmetrics from plugins:")
+        for m in metric_table.values():
+            print(f"{m.name:<16} {m.description} (from {m.origin})")
     if args.what in ("suites", "all"):
         print("\nsuites: " + ", ".join(builtin_suites()))
     if args.what in ("policies", "all"):
@@ -131,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="models, tasks, suites and the policy grammar")
-    p.add_argument("what", nargs="?", default="all", choices=["all", "models", "tasks", "suites", "policies"])
+    p.add_argument("what", nargs="?", default="all", choices=["all", "models", "tasks", "metrics", "suites", "policies"])
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("validate", help="check a suite (a built-in name or a YAML path) without running it")

@@ -1,12 +1,19 @@
-"""Names -> models and tasks, with "did you mean" for typos.
+"""Names -> models, tasks and metrics, with "did you mean" for typos.
 
 A model entry knows how to build its adapter from a checkpoint, the size of its c, its default sampler
 and where its checkpoint comes from; ``condbench list models`` prints them.
+
+Other packages add entries through entry points (groups ``condbench.adapters``, ``condbench.tasks``,
+``condbench.metrics``): each names a ModelEntry / TaskEntry / MetricEntry, or a callable returning one or a
+list of them. Plugins are loaded on the first lookup, not at import; a plugin that fails to load, or that
+would replace a name already registered, is reported by name (a :class:`PluginWarning`) and skipped, so it
+never hides a built-in.
 """
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -29,6 +36,9 @@ class ModelEntry:
     # model options -> the adapter without weights (network on the meta device): what its sampler will evaluate
     planner: Optional[Callable[..., Adapter]] = None
     samplers: tuple[str, ...] = ()  # names for the model option ``sampler``; the first is the default
+    origin: str = "built-in"  # or the name of the package whose entry point registered it
+    # ckpt (None: tiny random weights) -> the ContractCase ``condbench check-adapter`` checks (condbench.contract)
+    contract_case: Optional[Callable[[Optional[str]], Any]] = None
 
     def resolve_checkpoint(self, ckpt: Optional[str] = None) -> Optional[Path]:
         """The checkpoint file this model would load (downloading it once if needed); None if it needs none."""
@@ -46,10 +56,85 @@ class TaskEntry:
     name: str
     description: str
     factory: Callable[..., Any]
+    origin: str = "built-in"
+
+
+@dataclass(frozen=True)
+class MetricEntry:
+    """A metric a plugin adds: ``factory(**options)`` returns the metric object its tasks use."""
+
+    name: str
+    description: str
+    factory: Callable[..., Any]
+    origin: str = "built-in"
 
 
 MODELS: dict[str, ModelEntry] = {}
 TASKS: dict[str, TaskEntry] = {}
+METRICS: dict[str, MetricEntry] = {}
+
+PLUGIN_GROUPS = {"condbench.adapters": (ModelEntry, MODELS), "condbench.tasks": (TaskEntry, TASKS),
+                 "condbench.metrics": (MetricEntry, METRICS)}
+PLUGIN_ERRORS: list[str] = []  # one line per plugin that was skipped, for ``condbench list``
+_plugins_loaded = False
+
+
+class PluginWarning(UserWarning):
+    """A plugin entry point that could not be used (it failed to import, or gave something unusable)."""
+
+
+def _entry_points(group: str) -> list:
+    from importlib.metadata import entry_points
+
+    return list(entry_points(group=group))
+
+
+def _skip_plugin(where: str, problem: str) -> None:
+    line = f"plugin {where} skipped: {problem}"
+    PLUGIN_ERRORS.append(line)
+    warnings.warn(line, PluginWarning, stacklevel=3)
+
+
+def load_plugins(reload: bool = False) -> None:
+    """Register every entry of the installed plugins (once; ``reload`` looks again, e.g. after an install)."""
+    global _plugins_loaded
+    if _plugins_loaded and not reload:
+        return
+    _plugins_loaded = True
+    for group, (kind, table) in PLUGIN_GROUPS.items():
+        for point in _entry_points(group):
+            package = point.dist.name if getattr(point, "dist", None) is not None else point.value.split(":")[0]
+            where = f"{point.name!r} ({group}, package {package})"
+            try:
+                loaded = point.load()
+                entries = loaded() if callable(loaded) and not isinstance(loaded, kind) else loaded
+                entries = list(entries) if isinstance(entries, (list, tuple)) else [entries]
+            except Exception as error:  # anything a broken plugin raises: reported, never fatal
+                _skip_plugin(where, f"{error.__class__.__name__}: {error}")
+                continue
+            for entry in entries:
+                if not isinstance(entry, kind):
+                    _skip_plugin(where, f"gave {type(entry).__name__}, not a {kind.__name__}")
+                elif entry.name in table and table[entry.name].origin != package:
+                    _skip_plugin(where, f"{entry.name!r} is already registered by {table[entry.name].origin}")
+                else:
+                    table[entry.name] = replace(entry, origin=package)
+
+
+def models() -> dict[str, ModelEntry]:
+    """Every model: the built-ins and the installed plugins'."""
+    load_plugins()
+    return MODELS
+
+
+def tasks() -> dict[str, TaskEntry]:
+    load_plugins()
+    return TASKS
+
+
+def metrics() -> dict[str, MetricEntry]:
+    load_plugins()
+    return METRICS
 
 
 def register_model(entry: ModelEntry) -> ModelEntry:
@@ -71,11 +156,15 @@ def _lookup(table: dict, name: str, what: str):
 
 
 def model_entry(name: str) -> ModelEntry:
-    return _lookup(MODELS, name, "model")
+    return _lookup(models(), name, "model")
 
 
 def task_entry(name: str) -> TaskEntry:
-    return _lookup(TASKS, name, "task")
+    return _lookup(tasks(), name, "task")
+
+
+def metric_entry(name: str) -> MetricEntry:
+    return _lookup(metrics(), name, "metric")
 
 
 def load_adapter(name: str, ckpt: Optional[str] = None, **config: Any) -> Adapter:
