@@ -70,6 +70,26 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check_adapter(args: argparse.Namespace) -> int:
+    from .contract import RULES, check_adapter_contract
+    from .registry import model_entry
+
+    entry = model_entry(args.model)
+    if entry.contract_case is None:
+        raise ValueError(f"{entry.name} ({entry.origin}) gives no contract case: its registry entry needs a "
+                         "contract_case(ckpt, model_config) (see condbench.contract)")
+    model_config = json.loads(args.model_config) if args.model_config else None
+    case = entry.contract_case(args.ckpt, **({"model_config": model_config} if model_config else {}))
+    results = check_adapter_contract(case)
+    for result in results:
+        print(result.line())
+    broken = [r.rule for r in results if r.passed is False]
+    checked = sum(r.passed is not None for r in results)
+    print(f"{entry.name}: " + (f"breaks rule(s) {', '.join(broken)}" if broken else
+                               f"honours the adapter contract ({checked} of {len(RULES)} rules checked)"))
+    return 1 if broken else 0
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from .suites import load_suite
 
@@ -150,6 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a suite (a built-in name or a YAML path) without running it")
     p.add_argument("suite")
     p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("check-adapter", help="check that a model's adapter honours the contract condbench's numbers "
+                                            "rely on (its tiny configuration, or --ckpt)")
+    p.add_argument("model")
+    p.add_argument("--ckpt", help="checkpoint to check (default: the entry's tiny configuration with random weights)")
+    p.add_argument("--model-config", help="JSON overrides of the network size for --ckpt")
+    p.set_defaults(func=_cmd_check_adapter)
 
     p = sub.add_parser("analyze", help="embedding statistics of c over all conditions of a task")
     p.add_argument("--task", help="task whose conditions are analysed (default: the model's task, else digits)")

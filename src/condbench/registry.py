@@ -37,8 +37,9 @@ class ModelEntry:
     planner: Optional[Callable[..., Adapter]] = None
     samplers: tuple[str, ...] = ()  # names for the model option ``sampler``; the first is the default
     origin: str = "built-in"  # or the name of the package whose entry point registered it
-    # ckpt (None: tiny random weights) -> the ContractCase ``condbench check-adapter`` checks (condbench.contract)
-    contract_case: Optional[Callable[[Optional[str]], Any]] = None
+    # (ckpt, model_config) -> the ContractCase ``condbench check-adapter`` checks (condbench.contract); no ckpt: the
+    # entry's own tiny configuration (random weights, or a shipped tiny checkpoint)
+    contract_case: Optional[Callable[..., Any]] = None
 
     def resolve_checkpoint(self, ckpt: Optional[str] = None) -> Optional[Path]:
         """The checkpoint file this model would load (downloading it once if needed); None if it needs none."""
@@ -217,17 +218,29 @@ def _register_builtins() -> None:
             model = DiT(DIGITS_DIT_CONFIG)
         return DiTAdapter(model, "dit-digits", **{**DIGITS_SAMPLER, **options})
 
+    def dit_digits_case(ckpt: Optional[str] = None, model_config: Optional[dict] = None):
+        """The contract's case: the shipped (or given) digits DiT itself, 3 steps, 3 digits."""
+        import torch
+
+        from .contract import ContractCase
+
+        if model_config:
+            raise ValueError("dit-digits has one size (its checkpoint's); it takes no model_config")
+        return ContractCase(dit_digits(ckpt, num_steps=3), torch.tensor([0, 3, 7]), (1, 8, 8),
+                            checkpoint=digits_checkpoint(ckpt))
+
     register_model(ModelEntry("dit-digits", "digits", DIGITS_DIT_CONFIG.hidden_size,
                               f"DDPM {DIGITS_SAMPLER['num_steps']} respaced steps, learned sigma, "
                               f"CFG {DIGITS_SAMPLER['cfg_scale']}", "shipped in the package (condbench train digits)",
                               dit_digits, DIGITS_SAMPLER["num_steps"], DIGITS_SAMPLER["cfg_scale"], digits_checkpoint,
-                              planner=dit_digits_plan, samplers=("ddpm",)))
+                              planner=dit_digits_plan, samplers=("ddpm",), contract_case=dit_digits_case))
     for release in RELEASES:
         defaults = release.sampler_defaults
         register_model(ModelEntry(release.name, release.task, release.c_dim, release.sampler, release.weights.url,
                                   release.load, defaults.get(release.steps_key, 250), defaults.get("cfg_scale", 1.0),
                                   release.resolve, options_resolver=release.resolve_options, planner=release.plan,
-                                  samplers=tuple(release.samplers)))
+                                  samplers=tuple(release.samplers),
+                                  contract_case=release.contract_case if release.tiny_config else None))
     for sd3 in SD3_RELEASES:
         register_model(_sd3_entry(sd3))
     register_task(TaskEntry("digits", "scikit-learn's 8x8 digits, 10 classes, built in (no download)", DigitsTask))
