@@ -295,7 +295,8 @@ class SD3Adapter(Adapter):
         self.checkpoint = checkpoint or {}
         self.reference_prompts = list(reference_prompts) if reference_prompts else None
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)  # as the pipeline computes it
-        default = transformer.config.sample_size * self.vae_scale_factor  # the pipeline's default height/width
+        # the pipeline's default height/width (subclasses for other pipelines, e.g. FLUX, whose config has none: 128)
+        default = transformer.config.get("sample_size", 128) * self.vae_scale_factor
         self.height, self.width = height or default, width or default
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
         self.denoiser_evaluations = 0
