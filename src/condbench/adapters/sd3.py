@@ -375,6 +375,12 @@ class SD3Adapter(Adapter):
                              "reference_prompts (a list of prompts)")
         return self.embed_parts(self.reference_prompts, self._batch_t(t, 1)[:1]).c.mean(0, keepdim=True)
 
+    @torch.no_grad()
+    def timestep_embedding(self, t: torch.Tensor) -> torch.Tensor:
+        """The timestep part of temb at t (1, D), as ``time_text_embed`` computes it."""
+        module = self.transformer.time_text_embed
+        return module.timestep_embedder(module.time_proj(self._batch_t(t, 1)[:1]).to(dtype=self.dtype))
+
     # --- the sampler
 
     @property
@@ -429,7 +435,8 @@ class SD3Adapter(Adapter):
                 raise ValueError(f"policy {policy.canonical()} acts before step {start.step}: it cannot share that prefix")
             x, first = start.x.to(device=self.device, dtype=embeds.dtype), start.step
             self.scheduler.set_begin_index(first)  # flow-match Euler draws no noise: nothing to skip
-        hooks = PolicyHook(policy, self.num_steps, reference=self.mean_embedding, first_step=first)
+        hooks = PolicyHook(policy, self.num_steps, reference=self.mean_embedding, first_step=first,
+                           timestep_embedding=self.timestep_embedding)
         states = {}
         for step in range(first, self.num_steps):
             if step in keep_states:
