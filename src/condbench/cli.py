@@ -90,6 +90,20 @@ def _cmd_check_adapter(args: argparse.Namespace) -> int:
     return 1 if broken else 0
 
 
+def _cmd_export_pruned(args: argparse.Namespace) -> int:
+    from .pruning import export_pruned
+
+    model_config = json.loads(args.model_config) if args.model_config else None
+    s = export_pruned(args.model, args.policy, args.out, ckpt=args.ckpt, model_config=model_config)
+    print(f"{s['model']} {s['policy']}: dropped {s['dims_dropped']}/{s['c_dim']} dimensions of c from {s['readers']} "
+          f"adaLN Linear layers (the policy removes {s['dims_removed_per_step_mean']:.1f} per step on average"
+          f"{'' if s['exact_for_policy'] else '; a static checkpoint drops only those removed at every step'})")
+    print(f"parameters {s['params']['before']:,} -> {s['params']['after']:,}; bytes {s['bytes']['before']:,} -> "
+          f"{s['bytes']['after']:,}; FLOPs saved per network evaluation {s['flops']['saved_per_evaluation']:,}")
+    print(f"wrote {Path(args.out) / 'model.safetensors'}, pruned.json, savings.json")
+    return 0
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from .suites import load_suite
 
@@ -177,6 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt", help="checkpoint to check (default: the entry's tiny configuration with random weights)")
     p.add_argument("--model-config", help="JSON overrides of the network size for --ckpt")
     p.set_defaults(func=_cmd_check_adapter)
+
+    p = sub.add_parser("export-pruned", help="a smaller checkpoint without the adaLN input columns a mask=fixed "
+                                            "policy removes at every step, and its savings (params, bytes, FLOPs)")
+    p.add_argument("model")
+    p.add_argument("--policy", required=True, help="a mask=fixed policy, e.g. tail:0.1,mask=fixed")
+    p.add_argument("--ckpt", help="checkpoint (default: the model's own)")
+    p.add_argument("--model-config", help="JSON overrides of the network size")
+    p.add_argument("-o", "--out", required=True, help="output folder (put it under a run directory, as "
+                                                     "RUN_DIR/pruned/NAME, for the report to show the savings)")
+    p.set_defaults(func=_cmd_export_pruned)
 
     p = sub.add_parser("analyze", help="embedding statistics of c over all conditions of a task")
     p.add_argument("--task", help="task whose conditions are analysed (default: the model's task, else digits)")

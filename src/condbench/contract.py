@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .adapters.base import Adapter
 from .checkpoints import file_sha256
 from .policies import BASELINE, BRANCH_COND, Policy, parse_policy
+from .pruning import c_readers
 from .seeding import PairedNoise
 
 RULES: dict[str, str] = {
@@ -139,10 +139,11 @@ class _RecordingPolicy(Policy):
 
     calls: list = field(default_factory=list, compare=False, hash=False)
 
-    def apply(self, c, t_part, cond_part, *, step, num_steps, branch=None, reference=None):
-        self.calls.append((step, c.detach().cpu(), t_part.detach().cpu(), cond_part.detach().cpu(),
+    def apply(self, c, t_part, cond_part, **options):
+        branch = options.get("branch")
+        self.calls.append((options["step"], c.detach().cpu(), t_part.detach().cpu(), cond_part.detach().cpu(),
                            None if branch is None else branch.detach().cpu()))
-        return super().apply(c, t_part, cond_part, step=step, num_steps=num_steps, branch=branch, reference=reference)
+        return super().apply(c, t_part, cond_part, **options)
 
 
 def _rule_hook_every_step(run: _Run) -> str:
@@ -178,51 +179,25 @@ def _rule_hook_every_step(run: _Run) -> str:
     return f"{steps} steps, {rows} rows"
 
 
-def _modules(adapter: Adapter) -> list[nn.Module]:
-    """The networks an adapter holds (its attributes that are modules)."""
-    return [m for m in vars(adapter).values() if isinstance(m, nn.Module)]
-
-
 def _rule_hook_reaches_network(run: _Run) -> str:
     adapter, case = run.case.adapter, run.case
     x = torch.randn(run.plain().shape, generator=torch.Generator().manual_seed(SEED)).to(adapter.device)
     t = run.timesteps()[0].expand(run.n).to(adapter.device)
     keep = (torch.arange(adapter.embed_dim) % 2 == 1).to(adapter.device)  # (D,) every other dimension zeroed
-    hooked: list[torch.Tensor] = []
-
-    def masking(c, t_part, cond_part):
-        hooked.append(c * keep)
-        return hooked[-1]
-
-    readers: dict[nn.Linear, None] = {}
-
-    def spy(module, inputs):
-        value = inputs[0]
-        if hooked and value.dim() == 2 and value.shape == hooked[-1].shape:
-            c = hooked[-1].to(value.dtype)
-            if torch.allclose(value, c) or torch.allclose(value, F.silu(c)):
-                readers[module] = None
-
-    linears = [m for net in _modules(adapter) for m in net.modules() if isinstance(m, nn.Linear)]
-    handles = [m.register_forward_pre_hook(spy) for m in linears]
-    try:
-        masked = adapter.denoise(x, t, case.conditions, hook=masking).detach().cpu()
-    finally:
-        for handle in handles:
-            handle.remove()
+    readers, masked = c_readers(adapter, x, t, case.conditions, keep)
+    masked = masked.detach().cpu()
     plain = adapter.denoise(x, t, case.conditions).detach().cpu()
-    _require(hooked, "denoise never called the hook")
     identity = adapter.denoise(x, t, case.conditions, hook=lambda c, tp, cp: c).detach().cpu()
     _require(torch.equal(identity, plain), "a hook returning c unchanged changes the output")
     _require(not torch.equal(masked, plain), "zeroing half of c through the hook changes nothing: the network "
                                              "does not use the hook's c")
     if not case.c_in_linears:
         return "the hook's c reaches the network (read as tokens, not through Linear layers)"
-    _require(readers, "no Linear layer reads the hook's c (or its SiLU): the network does not use the hook's c")
-    saved = {m: m.weight.detach().clone() for m in readers}
+    _require(bool(readers), "no Linear layer reads the hook's c (or its SiLU): the network does not use the hook's c")
+    saved = {m: m.weight.detach().clone() for m in readers.values()}
     try:
         with torch.no_grad():
-            for m in readers:
+            for m in saved:
                 m.weight[:, ~keep] = 0
         inside = adapter.denoise(x, t, case.conditions).detach().cpu()
     finally:

@@ -18,6 +18,7 @@ import numpy as np
 from ..policies import parse_policy
 from ..storage import atomic_write
 from . import plots
+from .savings import savings_section
 
 # metric key -> (label, which direction is better)
 METRICS = {
@@ -365,6 +366,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path) -> Path:
     if training:
         nav.append("<a href='#training'>Training dynamics</a>")
         body.append(training)
+    body.append(savings_section([r.path for r in runs]))  # reports/savings.py: RUN_DIR/pruned/*/savings.json
     nav.append("<a href='#provenance'>Provenance</a>")
     body.append(provenance_section(runs))
     page = ("<!doctype html><html lang=en><head><meta charset=utf-8><title>condbench report</title>"
