@@ -46,7 +46,34 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_analyze_blocks(args: argparse.Namespace) -> int:
+    from .blocks import BLOCKS_FILE, block_diversity
+    from .policies import parse_policy
+    from .registry import load_adapter, load_task, model_entry
+    from .storage import atomic_write, ensure_folder
+
+    task = load_task(args.task or (model_entry(args.model).task if args.model else "digits"))
+    model_config = json.loads(args.model_config) if args.model_config else {}
+    adapter = load_adapter(args.model or task.default_model, ckpt=args.ckpt, device=args.device,
+                           **({"model_config": model_config} if model_config else {}))
+    last = adapter.sampler_steps - 1
+    steps = [int(s) for s in args.block_steps.split(",")] if args.block_steps else [0, last // 2, last]
+    if any(not 0 <= s <= last for s in steps):
+        raise ValueError(f"--block-steps must be sampling steps 0..{last}, got {args.block_steps}")
+    policies = [parse_policy(p) for p in _split(args.policies) or ["baseline"]]
+    result = block_diversity(adapter, task.conditions()[:args.samples], policies, steps)
+    out = ensure_folder(args.out, "output folder")
+    atomic_write(out / BLOCKS_FILE, json.dumps(result, indent=1))
+    for key, per_step in result["policies"].items():
+        print(f"{key:<28} " + "  ".join(f"step {s}: CKA {m['mean_cka']:.3f} cos {m['mean_cosine']:.3f}"
+                                         for s, m in per_step.items()))
+    print(f"wrote {out / BLOCKS_FILE}")
+    return 0
+
+
 def _cmd_analyze(args: argparse.Namespace) -> int:
+    if args.blocks:
+        return _cmd_analyze_blocks(args)
     from .analysis import analyze
     from .registry import load_adapter, load_task, model_entry
     from .storage import atomic_save_npz, atomic_write, ensure_folder
@@ -210,6 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step", type=int, default=0, help="sampling step whose timestep is analysed (0 = first)")
     p.add_argument("--sweep-points", type=int, default=20, help="steps sampled along the trajectory")
     p.add_argument("--taus", help="comma-separated thresholds for s(tau)")
+    p.add_argument("--blocks", action="store_true", help="block diversity instead: linear CKA and mean token cosine "
+                                                         "between every pair of block outputs (blocks.json)")
+    p.add_argument("--block-steps", help="with --blocks: comma-separated sampling steps (default: first, middle, last)")
+    p.add_argument("--policies", help="with --blocks: policy specs separated by ';' (default: baseline)")
+    p.add_argument("--samples", type=int, default=20, help="with --blocks: samples (the task's first conditions)")
     p.add_argument("--device", default="cpu")
     p.add_argument("-o", "--out", default="analysis")
     p.set_defaults(func=_cmd_analyze)

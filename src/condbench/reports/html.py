@@ -18,6 +18,7 @@ import numpy as np
 from ..policies import parse_policy
 from ..storage import atomic_write
 from . import plots
+from .blocks import blocks_section
 from .savings import savings_section
 
 # metric key -> (label, which direction is better)
@@ -367,6 +368,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path) -> Path:
         nav.append("<a href='#training'>Training dynamics</a>")
         body.append(training)
     body.append(savings_section([r.path for r in runs]))  # reports/savings.py: RUN_DIR/pruned/*/savings.json
+    body.append(blocks_section([r.path for r in runs]))  # reports/blocks.py: RUN_DIR/blocks.json
     nav.append("<a href='#provenance'>Provenance</a>")
     body.append(provenance_section(runs))
     page = ("<!doctype html><html lang=en><head><meta charset=utf-8><title>condbench report</title>"
