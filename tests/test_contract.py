@@ -32,9 +32,10 @@ def tiny_sd_vae(tmp_path_factory):
 
 @pytest.mark.parametrize("name", WITH_CASE)
 def test_every_built_in_adapter_honours_the_contract(name, tiny_sd_vae, isolated_cache):
-    """Latent models decode with a tiny SD-VAE where they take one; VA-VAE / U-ViT decoders need files (skipped)."""
+    """ImageNet latent models decode with a tiny SD-VAE where they take one; VA-VAE / U-ViT decoders need files
+    (skipped); SD3 cases carry their own tiny pipeline folder."""
     entry = model_entry(name)
-    sd_vae = entry.checkpoint_source.startswith("https://") and name not in ("lightningdit-xl-1", "uvit-h-2")
+    sd_vae = entry.task == "imagenet" and name not in ("lightningdit-xl-1", "uvit-h-2")
     case = entry.contract_case(None, **({"decoder": str(tiny_sd_vae)} if sd_vae else {}))
     results = {r.rule: r for r in assert_adapter_contract(case)}
     assert list(results) == list(RULES)
@@ -43,9 +44,9 @@ def test_every_built_in_adapter_honours_the_contract(name, tiny_sd_vae, isolated
 
 
 def test_the_built_ins_without_a_contract_case_are_these():
-    """Pose, audio and text adapters need condition builders the contract does not have yet (see the report)."""
+    """Pose and audio adapters need condition builders the contract does not have yet (see the report)."""
     assert sorted(set(BUILT_IN) - set(WITH_CASE)) == sorted(
-        n for n, e in BUILT_IN.items() if e.task in ("pose", "audio", "text"))
+        n for n, e in BUILT_IN.items() if e.task in ("pose", "audio"))
 
 
 # --- adapters broken on purpose, one per rule (all on the shipped digits DiT, 3 steps) ---------------------------

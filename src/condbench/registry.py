@@ -256,7 +256,7 @@ def _register_builtins() -> None:
 
 def _sd3_entry(release) -> ModelEntry:
     """A registry entry for an SD3-family diffusers pipeline (model options: path, t5, dtype, num_steps, ...)."""
-    from .adapters.sd3 import load_sd3, resolve_pipeline_folder
+    from .adapters.sd3 import load_sd3, resolve_pipeline_folder, sd3_contract_case
 
     def factory(ckpt: Optional[str] = None, **options: Any) -> Adapter:
         return load_sd3(release, ckpt=ckpt, **options)
@@ -265,9 +265,12 @@ def _sd3_entry(release) -> ModelEntry:
         return resolve_pipeline_folder(release, options.get("path") or options.get("ckpt"), t5=options.get("t5", True))
 
     sampler = f"flow-match Euler {release.num_steps} steps, CFG {release.cfg_scale:g}, negative prompt ''"
+    def contract_case(ckpt: Optional[str] = None, model_config: Optional[dict] = None):
+        return sd3_contract_case(release, ckpt, model_config)
+
     return ModelEntry(release.name, "text", release.c_dim, sampler, f"https://huggingface.co/{release.repo} (gated)",
                       factory, release.num_steps, release.cfg_scale,
-                      lambda ckpt: resolve_pipeline_folder(release, ckpt), resolve)
+                      lambda ckpt: resolve_pipeline_folder(release, ckpt), resolve, contract_case=contract_case)
 
 
 _register_builtins()
