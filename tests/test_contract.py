@@ -17,6 +17,10 @@ BUILT_IN = {name: entry for name, entry in MODELS.items() if entry.origin == "bu
 WITH_CASE = [name for name, entry in BUILT_IN.items() if entry.contract_case is not None]
 
 
+# decoders that need their released files (VA-VAE, U-ViT's autoencoder, AudioLDM): the decode rule is skipped
+NO_TINY_DECODER = ("lightningdit-xl-1", "uvit-h-2", "mdsgen-b-2")
+
+
 @pytest.fixture(scope="module")
 def tiny_sd_vae(tmp_path_factory):
     """A diffusers AutoencoderKL folder with SD's 8x upsampling at a tiny width (random weights)."""
@@ -32,21 +36,20 @@ def tiny_sd_vae(tmp_path_factory):
 
 @pytest.mark.parametrize("name", WITH_CASE)
 def test_every_built_in_adapter_honours_the_contract(name, tiny_sd_vae, isolated_cache):
-    """ImageNet latent models decode with a tiny SD-VAE where they take one; VA-VAE / U-ViT decoders need files
-    (skipped); SD3 cases carry their own tiny pipeline folder."""
+    """ImageNet latent models decode with a tiny SD-VAE where they take one; SD3 cases carry their own tiny
+    pipeline folder."""
     entry = model_entry(name)
-    sd_vae = entry.task == "imagenet" and name not in ("lightningdit-xl-1", "uvit-h-2")
+    sd_vae = entry.task == "imagenet" and name not in NO_TINY_DECODER
     case = entry.contract_case(None, **({"decoder": str(tiny_sd_vae)} if sd_vae else {}))
     results = {r.rule: r for r in assert_adapter_contract(case)}
     assert list(results) == list(RULES)
     skipped = {rule for rule, r in results.items() if r.passed is None}
-    assert skipped == ({"decode"} if name in ("lightningdit-xl-1", "uvit-h-2") else set()), results
+    assert skipped == ({"decode"} if name in NO_TINY_DECODER else set()), results
 
 
 def test_the_built_ins_without_a_contract_case_are_these():
-    """Pose and audio adapters need condition builders the contract does not have yet (see the report)."""
-    assert sorted(set(BUILT_IN) - set(WITH_CASE)) == sorted(
-        n for n, e in BUILT_IN.items() if e.task in ("pose", "audio"))
+    """The pose adapters (X-MDPT) need a condition builder the contract does not have yet (see the report)."""
+    assert sorted(set(BUILT_IN) - set(WITH_CASE)) == sorted(n for n, e in BUILT_IN.items() if e.task == "pose")
 
 
 # --- adapters broken on purpose, one per rule (all on the shipped digits DiT, 3 steps) ---------------------------

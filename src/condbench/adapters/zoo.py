@@ -51,6 +51,10 @@ class ReleasedModel:
     # the contract's tiny configuration (model_config overrides) and how many pixels a latent covers per side
     tiny_config: dict = field(default_factory=dict)
     decoder_factor: int = 8
+    # the contract's conditions (three of the task's kind) and one decoded output's (shape, range); None: class ids
+    # and images of decoder_factor x the latent size in [0, 1]
+    contract_conditions: Optional[Callable[[], Any]] = None
+    contract_output: Optional[tuple[tuple[int, ...], Optional[tuple[float, float]]]] = None
 
     def sampler_options(self, sampler: Optional[str]) -> tuple[str, dict]:
         """The chosen sampler's name and adapter options (the default's when ``sampler`` is None)."""
@@ -106,7 +110,7 @@ class ReleasedModel:
                       decoder: Optional[Any] = None):
         """The adapter contract's case (:mod:`condbench.contract`): ``ckpt`` at ``model_config`` (the official size by
         default), or, with no ``ckpt``, a tiny network with random weights saved to a temporary file and loaded as a
-        release is. Three class-conditional samples, 3 sampler steps."""
+        release is. Three conditions, 3 sampler steps."""
         import tempfile
 
         from ..contract import ContractCase, randomize_
@@ -118,10 +122,14 @@ class ReleasedModel:
             ckpt = str(Path(scratch.name) / "tiny.pt")
             torch.save(randomize_(self.network(dict(model_config))).state_dict(), ckpt)
         adapter = self.load(ckpt=ckpt, model_config=model_config, decoder=decoder, **{self.steps_key: 3})
-        _, height, width = adapter.latent_shape
-        return ContractCase(adapter, torch.tensor([0, 3, 7]), (3, height * self.decoder_factor,
-                                                                  width * self.decoder_factor),
-                            checkpoint=Path(ckpt), c_in_linears=self.c_in_linears, scratch=scratch)
+        conditions = self.contract_conditions() if self.contract_conditions else torch.tensor([0, 3, 7])
+        if self.contract_output is not None:
+            shape, value_range = self.contract_output
+        else:
+            _, height, width = adapter.latent_shape
+            shape, value_range = (3, height * self.decoder_factor, width * self.decoder_factor), (0.0, 1.0)
+        return ContractCase(adapter, conditions, shape, value_range, checkpoint=Path(ckpt),
+                            c_in_linears=self.c_in_linears, scratch=scratch)
 
     @property
     def c_in_linears(self) -> bool:
@@ -277,6 +285,11 @@ def _audioldm_decoder(source: Optional[str | Path] = None) -> Callable:
     return AudioLDMDecoder(source or AUDIOLDM_REPO)
 
 
+def _cavp_features() -> torch.Tensor:
+    """Three clips' CAVP features (3, 32, 512), random: MDSGen's condition."""
+    return torch.randn(3, 32, 512, generator=torch.Generator().manual_seed(0))
+
+
 def _audioldm_available(source: Optional[str | Path] = None) -> None:
     from .audioldm import AUDIOLDM_REPO, require_audioldm
 
@@ -340,6 +353,7 @@ def _xmdpt_release(size: str, drive_id: str) -> ReleasedModel:
 TINY_DIT = dict(depth=2, hidden_size=32, num_heads=4, input_size=8, num_classes=10)
 TINY_MDT = dict(depth=6, decode_layer=2, hidden_size=16, num_heads=4, input_size=8, num_classes=10)
 TINY_LIGHTNINGDIT = dict(input_size=4, patch_size=1, hidden_size=32, depth=2, num_heads=4, mlp_ratio=2.0, num_classes=10)
+TINY_MDSGEN = dict(hidden_size=32, depth=3, num_heads=2, decode_layer=1)
 TINY_UVIT = dict(img_size=8, embed_dim=32, depth=4, num_heads=4, mlp_ratio=2, num_classes=11)
 DIT_SAMPLER = "DDPM 250 respaced steps, learned sigma, CFG 1.5 on ch[:3]"
 MG_PARTS = tuple(f"https://github.com/tzco/diffusion-wo-cfg/releases/download/1.0/SiT-XL-2-MG-{p}" for p in "abcdef")
@@ -419,5 +433,6 @@ RELEASES: list[ReleasedModel] = [
                   dict(num_steps=50, cfg_scale=5.0, scale_pow=0.01), ignore_prefixes=MDSGEN_TRAINING_ONLY_PREFIXES,
                   embedder_prefixes=MDSGEN_EMBEDDER_PREFIXES, decoder=_audioldm_decoder,
                   task="audio", decoder_at=_audioldm_decoder, samplers={"dpm-solver++": {}},
-                  check_decoder=_audioldm_available),
+                  check_decoder=_audioldm_available, tiny_config=TINY_MDSGEN, contract_conditions=_cavp_features,
+                  contract_output=((130592,), None)),
 ]
