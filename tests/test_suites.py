@@ -74,7 +74,7 @@ def test_built_in_suites_are_valid_and_the_suite_object_keeps_its_attributes():
 def test_validate_command(tmp_path, capsys):
     assert main(["validate", "quickstart"]) == 0
     out = capsys.readouterr().out.strip()
-    assert len(out.splitlines()) == 1 and "valid suite 'quickstart'" in out and "14 policies" in out
+    assert len(out.splitlines()) == 1 and "valid suite 'quickstart'" in out and "15 policies" in out
     path = write(tmp_path, batch_size="2.5", model_options='"x"')
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err

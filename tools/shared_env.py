@@ -36,6 +36,8 @@ def ensure() -> None:
         _pip("install", "--quiet", "-c", str(ROOT / "constraints.txt"), "torch", "torchvision", f"{ROOT}[test]")
         stamp_file.write_text(stamp)
     _pip("install", "--quiet", "--no-deps", "--force-reinstall", str(ROOT))
+    # the example plugin, as its own package (README "Adding a model"): `condbench list models` shows it
+    _pip("install", "--quiet", "--no-deps", "-e", str(ROOT / "examples" / "condbench-flux"))
 
 
 def main() -> None:

@@ -10,22 +10,35 @@ from typing import Optional, Sequence
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    import warnings
+
     from .policies import GRAMMAR
-    from .registry import MODELS, TASKS
+    from .registry import PLUGIN_ERRORS, PluginWarning, metrics, models, tasks
     from .suites import builtin_suites
 
+    with warnings.catch_warnings():  # said once below, as condbench's own warning lines
+        warnings.simplefilter("ignore", PluginWarning)
+        model_table, task_table, metric_table = models(), tasks(), metrics()
+    for problem in PLUGIN_ERRORS:
+        print(f"condbench list: warning: {problem}", file=sys.stderr)
     if args.what in ("models", "all"):
-        width = max(len(m.sampler) for m in MODELS.values())
-        choices = {m.name: ", ".join(m.samplers) or "-" for m in MODELS.values()}
+        width = max(len(m.sampler) for m in model_table.values())
+        choices = {m.name: ", ".join(m.samplers) or "-" for m in model_table.values()}
         names = max(len(c) for c in choices.values())
-        print(f"{'model':<18} {'task':<9} {'c dim':>5}  {'default sampler':<{width}}  {'sampler=':<{names}}  checkpoint")
-        for m in MODELS.values():
+        origins = max(len("from"), *(len(m.origin) for m in model_table.values()))
+        print(f"{'model':<18} {'task':<9} {'c dim':>5}  {'default sampler':<{width}}  {'sampler=':<{names}}  "
+              f"{'from':<{origins}}  checkpoint")
+        for m in model_table.values():
             print(f"{m.name:<18} {m.task:<9} {m.c_dim:>5}  {m.sampler:<{width}}  {choices[m.name]:<{names}}  "
-                  f"{m.checkpoint_source}")
+                  f"{m.origin:<{origins}}  {m.checkpoint_source}")
     if args.what in ("tasks", "all"):
         print()
-        for t in TASKS.values():
-            print(f"{t.name:<16} {t.description}")
+        for t in task_table.values():
+            print(f"{t.name:<16} {t.description}" + ("" if t.origin == "built-in" else f" (from {t.origin})"))
+    if args.what in ("metrics", "all") and metric_table:
+        print("\nmetrics from plugins:")
+        for m in metric_table.values():
+            print(f"{m.name:<16} {m.description} (from {m.origin})")
     if args.what in ("suites", "all"):
         print("\nsuites: " + ", ".join(builtin_suites()))
     if args.what in ("policies", "all"):
@@ -33,7 +46,34 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_analyze_blocks(args: argparse.Namespace) -> int:
+    from .blocks import BLOCKS_FILE, block_diversity
+    from .policies import parse_policy
+    from .registry import load_adapter, load_task, model_entry
+    from .storage import atomic_write, ensure_folder
+
+    task = load_task(args.task or (model_entry(args.model).task if args.model else "digits"))
+    model_config = json.loads(args.model_config) if args.model_config else {}
+    adapter = load_adapter(args.model or task.default_model, ckpt=args.ckpt, device=args.device,
+                           **({"model_config": model_config} if model_config else {}))
+    last = adapter.sampler_steps - 1
+    steps = [int(s) for s in args.block_steps.split(",")] if args.block_steps else [0, last // 2, last]
+    if any(not 0 <= s <= last for s in steps):
+        raise ValueError(f"--block-steps must be sampling steps 0..{last}, got {args.block_steps}")
+    policies = [parse_policy(p) for p in _split(args.policies) or ["baseline"]]
+    result = block_diversity(adapter, task.conditions()[:args.samples], policies, steps)
+    out = ensure_folder(args.out, "output folder")
+    atomic_write(out / BLOCKS_FILE, json.dumps(result, indent=1))
+    for key, per_step in result["policies"].items():
+        print(f"{key:<28} " + "  ".join(f"step {s}: CKA {m['mean_cka']:.3f} cos {m['mean_cosine']:.3f}"
+                                         for s, m in per_step.items()))
+    print(f"wrote {out / BLOCKS_FILE}")
+    return 0
+
+
 def _cmd_analyze(args: argparse.Namespace) -> int:
+    if args.blocks:
+        return _cmd_analyze_blocks(args)
     from .analysis import analyze
     from .registry import load_adapter, load_task, model_entry
     from .storage import atomic_save_npz, atomic_write, ensure_folder
@@ -56,6 +96,40 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     print("s(tau), the fraction of c's dimensions below tau (what tail:TAU removes at this step), mean over conditions: "
           + ", ".join(f"{tau} {share:.1%}" for tau, share in c["sparsity"].items()))
     print(f"wrote {out / 'analysis.json'} and {out / 'analysis.npz'}")
+    return 0
+
+
+def _cmd_check_adapter(args: argparse.Namespace) -> int:
+    from .contract import RULES, check_adapter_contract
+    from .registry import model_entry
+
+    entry = model_entry(args.model)
+    if entry.contract_case is None:
+        raise ValueError(f"{entry.name} ({entry.origin}) gives no contract case: its registry entry needs a "
+                         "contract_case(ckpt, model_config) (see condbench.contract)")
+    model_config = json.loads(args.model_config) if args.model_config else None
+    case = entry.contract_case(args.ckpt, **({"model_config": model_config} if model_config else {}))
+    results = check_adapter_contract(case)
+    for result in results:
+        print(result.line())
+    broken = [r.rule for r in results if r.passed is False]
+    checked = sum(r.passed is not None for r in results)
+    print(f"{entry.name}: " + (f"breaks rule(s) {', '.join(broken)}" if broken else
+                               f"honours the adapter contract ({checked} of {len(RULES)} rules checked)"))
+    return 1 if broken else 0
+
+
+def _cmd_export_pruned(args: argparse.Namespace) -> int:
+    from .pruning import export_pruned
+
+    model_config = json.loads(args.model_config) if args.model_config else None
+    s = export_pruned(args.model, args.policy, args.out, ckpt=args.ckpt, model_config=model_config)
+    print(f"{s['model']} {s['policy']}: dropped {s['dims_dropped']}/{s['c_dim']} dimensions of c from {s['readers']} "
+          f"adaLN Linear layers (the policy removes {s['dims_removed_per_step_mean']:.1f} per step on average"
+          f"{'' if s['exact_for_policy'] else '; a static checkpoint drops only those removed at every step'})")
+    print(f"parameters {s['params']['before']:,} -> {s['params']['after']:,}; bytes {s['bytes']['before']:,} -> "
+          f"{s['bytes']['after']:,}; FLOPs saved per network evaluation {s['flops']['saved_per_evaluation']:,}")
+    print(f"wrote {Path(args.out) / 'model.safetensors'}, pruned.json, savings.json")
     return 0
 
 
@@ -161,12 +235,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="models, tasks, suites and the policy grammar")
-    p.add_argument("what", nargs="?", default="all", choices=["all", "models", "tasks", "suites", "policies"])
+    p.add_argument("what", nargs="?", default="all", choices=["all", "models", "tasks", "metrics", "suites", "policies"])
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("validate", help="check a suite (a built-in name or a YAML path) without running it")
     p.add_argument("suite")
     p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("check-adapter", help="check that a model's adapter honours the contract condbench's numbers "
+                                            "rely on (its tiny configuration, or --ckpt)")
+    p.add_argument("model")
+    p.add_argument("--ckpt", help="checkpoint to check (default: the entry's tiny configuration with random weights)")
+    p.add_argument("--model-config", help="JSON overrides of the network size for --ckpt")
+    p.set_defaults(func=_cmd_check_adapter)
+
+    p = sub.add_parser("export-pruned", help="a smaller checkpoint without the adaLN input columns a mask=fixed "
+                                            "policy removes at every step, and its savings (params, bytes, FLOPs)")
+    p.add_argument("model")
+    p.add_argument("--policy", required=True, help="a mask=fixed policy, e.g. tail:0.1,mask=fixed")
+    p.add_argument("--ckpt", help="checkpoint (default: the model's own)")
+    p.add_argument("--model-config", help="JSON overrides of the network size")
+    p.add_argument("-o", "--out", required=True, help="output folder (put it under a run directory, as "
+                                                     "RUN_DIR/pruned/NAME, for the report to show the savings)")
+    p.set_defaults(func=_cmd_export_pruned)
 
     p = sub.add_parser("analyze", help="embedding statistics of c over all conditions of a task")
     p.add_argument("--task", help="task whose conditions are analysed (default: the model's task, else digits)")
@@ -176,6 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step", type=int, default=0, help="sampling step whose timestep is analysed (0 = first)")
     p.add_argument("--sweep-points", type=int, default=20, help="steps sampled along the trajectory")
     p.add_argument("--taus", help="comma-separated thresholds for s(tau)")
+    p.add_argument("--blocks", action="store_true", help="block diversity instead: linear CKA and mean token cosine "
+                                                         "between every pair of block outputs (blocks.json)")
+    p.add_argument("--block-steps", help="with --blocks: comma-separated sampling steps (default: first, middle, last)")
+    p.add_argument("--policies", help="with --blocks: policy specs separated by ';' (default: baseline)")
+    p.add_argument("--samples", type=int, default=20, help="with --blocks: samples (the task's first conditions)")
     p.add_argument("--device", default="cpu")
     p.add_argument("-o", "--out", default="analysis")
     p.set_defaults(func=_cmd_analyze)

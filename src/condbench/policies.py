@@ -4,7 +4,7 @@ Grammar (whitespace is ignored)::
 
     policy   := action ["@" schedule] ("," option)*
     action   := baseline | tail:TAU | head:TAU | topk:K | random:FRACTION
-              | random-like:ACTION | drop-t | drop-cond
+              | random-like:ACTION | drop-t | drop-cond | const-t:T
     schedule := all | t0 | first:K | last:K            (default: all; every K >= 1)
     option   := mask=per-sample|fixed | branch=both|cond|uncond | seed=INT   (each at most once)
 
@@ -13,6 +13,9 @@ Grammar (whitespace is ignored)::
 - ``random-like:ACTION`` is the matched control of a masking action: per sample and step it zeroes as
   many dimensions as ACTION would, chosen at random.
 - ``drop-t`` keeps only the condition part of c; ``drop-cond`` keeps only the timestep part.
+- ``const-t:T`` replaces the timestep part of c by the model's timestep embedding at T (in the model's own
+  timestep units, e.g. 0..999 for DiT): time-agnostic inference, the study's question of how much the explicit
+  timestep embedding matters.
 - Step 0 is the first sampling step (pure noise, "t0"); ``last:K`` acts on the final K steps.
 - ``mask=per-sample`` (default) computes each mask from the current c of each sample, as the study
   does; ``mask=fixed`` computes one mask from the mean c over all conditions of the task at that step.
@@ -40,7 +43,7 @@ class PolicySpecError(ValueError):
     def __init__(self, spec: str, problem: str):
         super().__init__(f"invalid policy spec {spec!r}: {problem}\n\nPolicy grammar:\n{GRAMMAR}\n\n"
                          "Examples: baseline, tail:0.01, tail:0.01@last:25, random-like:tail:0.01, "
-                         "head:5.0@t0,branch=cond, topk:16,mask=fixed")
+                         "head:5.0@t0,branch=cond, topk:16,mask=fixed, const-t:500")
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ class Action:
         reads back as the same float)."""
         if self.kind == "random-like":
             return f"random-like:{self.control_of.label(exact)}"
-        if self.kind in ("tail", "head", "random"):
+        if self.kind in ("tail", "head", "random", "const-t"):
             return f"{self.kind}:{_exact(self.value) if exact else f'{self.value:g}'}"
         if self.kind == "topk":
             return f"topk:{int(self.value)}"
@@ -112,6 +115,8 @@ def _parse_action(spec: str, text: str) -> Action:
         if k < 1:
             raise PolicySpecError(spec, "K must be >= 1 (topk:K keeps the K largest dimensions; 0 would keep none)")
         return Action(name, k)
+    if name == "const-t":
+        return Action(name, _number(spec, arg, "T"))
     if name == "random":
         fraction = _number(spec, arg, "FRACTION")
         if fraction > 1:
@@ -203,11 +208,13 @@ class Policy:
         num_steps: int,
         branch: Optional[torch.Tensor] = None,
         reference: Optional[Callable[[], torch.Tensor]] = None,
+        timestep_embedding: Optional[Callable[[float], torch.Tensor]] = None,
     ) -> PolicyApplication:
         """Apply the policy to c (N, D) at ``step``.
 
         ``branch`` (N,) marks each row as the conditional (0) or unconditional (1) guidance branch;
-        ``reference`` returns the mean c over the task's conditions at this step (1, D), for ``mask=fixed``.
+        ``reference`` returns the mean c over the task's conditions at this step (1, D), for ``mask=fixed``;
+        ``timestep_embedding(T)`` the model's timestep part of c at T (1, D), for ``const-t``.
         """
         no_change = torch.zeros_like(c, dtype=torch.bool)
         rows = self._rows(c, branch)  # (N, 1) bool: rows this policy may change
@@ -218,6 +225,11 @@ class Policy:
             return PolicyApplication(torch.where(rows, cond_part, c), no_change, rows[:, 0])
         if kind == "drop-cond":
             return PolicyApplication(torch.where(rows, t_part, c), no_change, rows[:, 0])
+        if kind == "const-t":
+            if timestep_embedding is None:
+                raise ValueError(f"policy {self.spec!r} needs the model's timestep embedding, but the sampler gave none")
+            fixed = cond_part + timestep_embedding(self.action.value).to(c).expand_as(c)  # (N, D)
+            return PolicyApplication(torch.where(rows, fixed, c), no_change, rows[:, 0])
         if self.mask == "fixed":
             if reference is None:
                 raise ValueError(f"policy {self.spec!r} uses mask=fixed but the sampler gave no reference c")

@@ -1,12 +1,19 @@
-"""Names -> models and tasks, with "did you mean" for typos.
+"""Names -> models, tasks and metrics, with "did you mean" for typos.
 
 A model entry knows how to build its adapter from a checkpoint, the size of its c, its default sampler
 and where its checkpoint comes from; ``condbench list models`` prints them.
+
+Other packages add entries through entry points (groups ``condbench.adapters``, ``condbench.tasks``,
+``condbench.metrics``): each names a ModelEntry / TaskEntry / MetricEntry, or a callable returning one or a
+list of them. Plugins are loaded on the first lookup, not at import; a plugin that fails to load, or that
+would replace a name already registered, is reported by name (a :class:`PluginWarning`) and skipped, so it
+never hides a built-in.
 """
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -29,6 +36,10 @@ class ModelEntry:
     # model options -> the adapter without weights (network on the meta device): what its sampler will evaluate
     planner: Optional[Callable[..., Adapter]] = None
     samplers: tuple[str, ...] = ()  # names for the model option ``sampler``; the first is the default
+    origin: str = "built-in"  # or the name of the package whose entry point registered it
+    # (ckpt, model_config) -> the ContractCase ``condbench check-adapter`` checks (condbench.contract); no ckpt: the
+    # entry's own tiny configuration (random weights, or a shipped tiny checkpoint)
+    contract_case: Optional[Callable[..., Any]] = None
 
     def resolve_checkpoint(self, ckpt: Optional[str] = None) -> Optional[Path]:
         """The checkpoint file this model would load (downloading it once if needed); None if it needs none."""
@@ -46,10 +57,85 @@ class TaskEntry:
     name: str
     description: str
     factory: Callable[..., Any]
+    origin: str = "built-in"
+
+
+@dataclass(frozen=True)
+class MetricEntry:
+    """A metric a plugin adds: ``factory(**options)`` returns the metric object its tasks use."""
+
+    name: str
+    description: str
+    factory: Callable[..., Any]
+    origin: str = "built-in"
 
 
 MODELS: dict[str, ModelEntry] = {}
 TASKS: dict[str, TaskEntry] = {}
+METRICS: dict[str, MetricEntry] = {}
+
+PLUGIN_GROUPS = {"condbench.adapters": (ModelEntry, MODELS), "condbench.tasks": (TaskEntry, TASKS),
+                 "condbench.metrics": (MetricEntry, METRICS)}
+PLUGIN_ERRORS: list[str] = []  # one line per plugin that was skipped, for ``condbench list``
+_plugins_loaded = False
+
+
+class PluginWarning(UserWarning):
+    """A plugin entry point that could not be used (it failed to import, or gave something unusable)."""
+
+
+def _entry_points(group: str) -> list:
+    from importlib.metadata import entry_points
+
+    return list(entry_points(group=group))
+
+
+def _skip_plugin(where: str, problem: str) -> None:
+    line = f"plugin {where} skipped: {problem}"
+    PLUGIN_ERRORS.append(line)
+    warnings.warn(line, PluginWarning, stacklevel=3)
+
+
+def load_plugins(reload: bool = False) -> None:
+    """Register every entry of the installed plugins (once; ``reload`` looks again, e.g. after an install)."""
+    global _plugins_loaded
+    if _plugins_loaded and not reload:
+        return
+    _plugins_loaded = True
+    for group, (kind, table) in PLUGIN_GROUPS.items():
+        for point in _entry_points(group):
+            package = point.dist.name if getattr(point, "dist", None) is not None else point.value.split(":")[0]
+            where = f"{point.name!r} ({group}, package {package})"
+            try:
+                loaded = point.load()
+                entries = loaded() if callable(loaded) and not isinstance(loaded, kind) else loaded
+                entries = list(entries) if isinstance(entries, (list, tuple)) else [entries]
+            except Exception as error:  # anything a broken plugin raises: reported, never fatal
+                _skip_plugin(where, f"{error.__class__.__name__}: {error}")
+                continue
+            for entry in entries:
+                if not isinstance(entry, kind):
+                    _skip_plugin(where, f"gave {type(entry).__name__}, not a {kind.__name__}")
+                elif entry.name in table and table[entry.name].origin != package:
+                    _skip_plugin(where, f"{entry.name!r} is already registered by {table[entry.name].origin}")
+                else:
+                    table[entry.name] = replace(entry, origin=package)
+
+
+def models() -> dict[str, ModelEntry]:
+    """Every model: the built-ins and the installed plugins'."""
+    load_plugins()
+    return MODELS
+
+
+def tasks() -> dict[str, TaskEntry]:
+    load_plugins()
+    return TASKS
+
+
+def metrics() -> dict[str, MetricEntry]:
+    load_plugins()
+    return METRICS
 
 
 def register_model(entry: ModelEntry) -> ModelEntry:
@@ -71,11 +157,15 @@ def _lookup(table: dict, name: str, what: str):
 
 
 def model_entry(name: str) -> ModelEntry:
-    return _lookup(MODELS, name, "model")
+    return _lookup(models(), name, "model")
 
 
 def task_entry(name: str) -> TaskEntry:
-    return _lookup(TASKS, name, "task")
+    return _lookup(tasks(), name, "task")
+
+
+def metric_entry(name: str) -> MetricEntry:
+    return _lookup(metrics(), name, "metric")
 
 
 def load_adapter(name: str, ckpt: Optional[str] = None, **config: Any) -> Adapter:
@@ -89,6 +179,8 @@ def load_task(name: str, **options: Any):
 
 
 def _register_builtins() -> None:
+    import torch
+
     from .adapters.dit import DiTAdapter, pixels_from_model_space
     from .adapters.sd3 import SD3_RELEASES
     from .adapters.dit_model import DiT
@@ -110,7 +202,7 @@ def _register_builtins() -> None:
         "dit-digits", "digits", ASSET_DIT, "digits", lambda: DiT(DIGITS_DIT_CONFIG),
         lambda model, **options: DiTAdapter(model, "dit-digits", **options), DIGITS_SAMPLER, "ddpm", DIT_EMBEDDERS,
         f"DDPM {DIGITS_SAMPLER['num_steps']} respaced steps, learned sigma, CFG {DIGITS_SAMPLER['cfg_scale']}",
-        DIGITS_DIT_CONFIG.hidden_size))
+        DIGITS_DIT_CONFIG.hidden_size, contract_inputs=lambda: (torch.tensor([0, 3, 7]), (1, 8, 8))))
     register_model(_shipped_entry(
         "xmdpt-digits", "pose-digits", ASSET_XMDPT, "pose-digits", lambda: XMDPT(XMDPT_DIGITS_CONFIG),
         xmdpt_digits_adapter,
@@ -122,7 +214,8 @@ def _register_builtins() -> None:
         register_model(ModelEntry(release.name, release.task, release.c_dim, release.sampler, release.weights.url,
                                   release.load, defaults.get(release.steps_key, 250), defaults.get("cfg_scale", 1.0),
                                   release.resolve, options_resolver=release.resolve_options, planner=release.plan,
-                                  samplers=tuple(release.samplers)))
+                                  samplers=tuple(release.samplers),
+                                  contract_case=release.contract_case if release.tiny_config else None))
     for sd3 in SD3_RELEASES:
         register_model(_sd3_entry(sd3))
     register_task(TaskEntry("digits", "scikit-learn's 8x8 digits, 10 classes, built in (no download)", DigitsTask))
@@ -140,9 +233,11 @@ def _register_builtins() -> None:
 
 def _shipped_entry(name: str, task: str, asset: str, train_task: str, build: Callable[[], Any],
                    adapter: Callable[..., Adapter], defaults: dict, sampler_name: str, embedder_prefixes: tuple[str, ...],
-                   sampler_line: str, c_dim: int) -> ModelEntry:
+                   sampler_line: str, c_dim: int,
+                   contract_inputs: Optional[Callable[[], tuple[Any, tuple[int, ...]]]] = None) -> ModelEntry:
     """A registry entry for a tiny network shipped in the package (``assets/ASSET``, reproduced by
-    ``condbench train TRAIN_TASK``): ``build()`` makes the network, ``adapter(network, checkpoint=, **sampler)`` wraps it."""
+    ``condbench train TRAIN_TASK``): ``build()`` makes the network, ``adapter(network, checkpoint=, **sampler)`` wraps it;
+    ``contract_inputs()`` gives the adapter contract's conditions and sample shape (None: no contract case)."""
     import torch
 
     from .adapters.loading import load_network
@@ -172,13 +267,23 @@ def _shipped_entry(name: str, task: str, asset: str, train_task: str, build: Cal
             model = build()
         return adapter(model, **{**defaults, **options})
 
+    def contract_case(ckpt: Optional[str] = None, model_config: Optional[dict] = None):
+        """The contract's case: the shipped (or given) network itself, 3 steps."""
+        from .contract import ContractCase
+
+        if model_config:
+            raise ValueError(f"{name} has one size (its checkpoint's); it takes no model_config")
+        conditions, shape = contract_inputs()
+        return ContractCase(factory(ckpt, num_steps=3), conditions, shape, checkpoint=checkpoint(ckpt))
+
     return ModelEntry(name, task, c_dim, sampler_line, f"shipped in the package (condbench train {train_task})", factory,
-                      defaults["num_steps"], defaults["cfg_scale"], checkpoint, planner=plan, samplers=(sampler_name,))
+                      defaults["num_steps"], defaults["cfg_scale"], checkpoint, planner=plan, samplers=(sampler_name,),
+                      contract_case=contract_case if contract_inputs else None)
 
 
 def _sd3_entry(release) -> ModelEntry:
     """A registry entry for an SD3-family diffusers pipeline (model options: path, t5, dtype, num_steps, ...)."""
-    from .adapters.sd3 import load_sd3, resolve_pipeline_folder
+    from .adapters.sd3 import load_sd3, resolve_pipeline_folder, sd3_contract_case
 
     def factory(ckpt: Optional[str] = None, **options: Any) -> Adapter:
         return load_sd3(release, ckpt=ckpt, **options)
@@ -187,9 +292,12 @@ def _sd3_entry(release) -> ModelEntry:
         return resolve_pipeline_folder(release, options.get("path") or options.get("ckpt"), t5=options.get("t5", True))
 
     sampler = f"flow-match Euler {release.num_steps} steps, CFG {release.cfg_scale:g}, negative prompt ''"
+    def contract_case(ckpt: Optional[str] = None, model_config: Optional[dict] = None):
+        return sd3_contract_case(release, ckpt, model_config)
+
     return ModelEntry(release.name, "text", release.c_dim, sampler, f"https://huggingface.co/{release.repo} (gated)",
                       factory, release.num_steps, release.cfg_scale,
-                      lambda ckpt: resolve_pipeline_folder(release, ckpt), resolve)
+                      lambda ckpt: resolve_pipeline_folder(release, ckpt), resolve, contract_case=contract_case)
 
 
 _register_builtins()

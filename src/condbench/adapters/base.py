@@ -100,10 +100,12 @@ class PolicyHook:
     """Turns a policy into the per-step hook a network calls on (c, t_part, cond_part)."""
 
     def __init__(self, policy: Optional[Policy], num_steps: int,
-                 reference: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, first_step: int = 0):
+                 reference: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, first_step: int = 0,
+                 timestep_embedding: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
         self.policy = policy
         self.num_steps = num_steps
         self.reference = reference
+        self.timestep_embedding = timestep_embedding  # t (1,) -> the timestep part of c (1, D), for const-t
         self.trace = PolicyTrace(num_steps, [0.0] * first_step)  # steps before first_step were shared
 
     def at(self, step: int, t: torch.Tensor, branch: Optional[torch.Tensor] = None) -> Optional["StepHook"]:
@@ -130,8 +132,11 @@ class StepHook:
         owner = self.owner
         reference = (lambda: owner.reference(self.t[:1])) if owner.reference is not None else None
         branch = self.branch[rows] if self.branch is not None else None
+        fixed_t = None
+        if owner.timestep_embedding is not None:
+            fixed_t = lambda value: owner.timestep_embedding(torch.tensor([value], device=self.t.device))  # noqa: E731
         result = owner.policy.apply(c, t_part, cond_part, step=self.step, num_steps=owner.num_steps,
-                                    branch=branch, reference=reference)
+                                    branch=branch, reference=reference, timestep_embedding=fixed_t)
         targeted = result.removed[result.rows]  # (R, D)
         self.removed_sum += float(targeted.sum(1).double().sum())
         self.targeted_rows += len(targeted)
@@ -206,6 +211,10 @@ class Adapter(abc.ABC):
     @abc.abstractmethod
     def sampler_timesteps(self) -> torch.Tensor:
         """The default sampler's timesteps (S,), in the model's units, step 0 first."""
+
+    def timestep_embedding(self, t: torch.Tensor) -> torch.Tensor:
+        """The timestep part of c at t (1,), in the model's units: (1, D); ``const-t`` policies use it."""
+        raise NotImplementedError(f"{self.name}: this adapter does not expose its timestep embedding (const-t)")
 
     @abc.abstractmethod
     def mean_embedding(self, t: torch.Tensor) -> torch.Tensor:

@@ -140,6 +140,12 @@ class ClassConditionalAdapter(Adapter):
         table = self.model.y_embedder.embedding_table.weight[: self.num_classes]  # (K, D)
         return self.model.t_embedder(self._batch_t(t, 1)[:1]) + table.mean(0, keepdim=True)
 
+    @torch.no_grad()
+    def timestep_embedding(self, t: torch.Tensor) -> torch.Tensor:
+        """The timestep part of c at t: (1, D) (the network's own embedder, through its ``embed_parts``)."""
+        y = torch.zeros(1, dtype=torch.long, device=self.device)
+        return self.model.embed_parts(self._batch_t(t, 1)[:1], y)[0]
+
     @property
     def guided(self) -> bool:
         return self.cfg_scale != 1.0
@@ -176,7 +182,8 @@ class ClassConditionalAdapter(Adapter):
                 raise ValueError(f"policy {policy.canonical()} acts before step {start.step}: it cannot share that prefix")
             noise.skip(self.latent_shape, self.noise_draws_before(start.step))
             x, first = start.x.to(self.device), start.step
-        return y, x, first, PolicyHook(policy, self.sampler_steps, reference=self.mean_embedding, first_step=first)
+        return y, x, first, PolicyHook(policy, self.sampler_steps, reference=self.mean_embedding, first_step=first,
+                                       timestep_embedding=self.timestep_embedding)
 
     def _evaluate(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, hooks: Optional[PolicyHook],
                   step: int) -> torch.Tensor:

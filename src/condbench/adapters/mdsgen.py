@@ -124,6 +124,11 @@ class MDSGenAdapter(Adapter):
                                "set_reference_conditions(features) with their CAVP features (N, 32, 512)")
         return self.model.t_embedder(self._batch_t(t, 1)[:1]) + self._condition_mean.to(self.device)
 
+    @torch.no_grad()
+    def timestep_embedding(self, t: torch.Tensor) -> torch.Tensor:
+        """t_embedder(t): the timestep part of c (1, D)."""
+        return self.model.t_embedder(self._batch_t(t, 1)[:1])
+
     @property
     def guided(self) -> bool:
         return self.cfg_scale != 1.0
@@ -178,7 +183,8 @@ class MDSGenAdapter(Adapter):
         previous = torch.zeros_like(x)  # m_{k-1}, the data prediction of the previous evaluation
         if start is not None:
             x, previous, first = self._resume(start, policy)
-        hooks = PolicyHook(policy, self.sampler_steps, reference=self.mean_embedding, first_step=first)
+        hooks = PolicyHook(policy, self.sampler_steps, reference=self.mean_embedding, first_step=first,
+                           timestep_embedding=self.timestep_embedding)
         states = {}
         for step in range(first, self.sampler_steps):
             if step in keep_states:

@@ -295,7 +295,8 @@ class SD3Adapter(Adapter):
         self.checkpoint = checkpoint or {}
         self.reference_prompts = list(reference_prompts) if reference_prompts else None
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)  # as the pipeline computes it
-        default = transformer.config.sample_size * self.vae_scale_factor  # the pipeline's default height/width
+        # the pipeline's default height/width (subclasses for other pipelines, e.g. FLUX, whose config has none: 128)
+        default = transformer.config.get("sample_size", 128) * self.vae_scale_factor
         self.height, self.width = height or default, width or default
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
         self.denoiser_evaluations = 0
@@ -374,6 +375,12 @@ class SD3Adapter(Adapter):
                              "reference_prompts (a list of prompts)")
         return self.embed_parts(self.reference_prompts, self._batch_t(t, 1)[:1]).c.mean(0, keepdim=True)
 
+    @torch.no_grad()
+    def timestep_embedding(self, t: torch.Tensor) -> torch.Tensor:
+        """The timestep part of temb at t (1, D), as ``time_text_embed`` computes it."""
+        module = self.transformer.time_text_embed
+        return module.timestep_embedder(module.time_proj(self._batch_t(t, 1)[:1]).to(dtype=self.dtype))
+
     # --- the sampler
 
     @property
@@ -428,7 +435,8 @@ class SD3Adapter(Adapter):
                 raise ValueError(f"policy {policy.canonical()} acts before step {start.step}: it cannot share that prefix")
             x, first = start.x.to(device=self.device, dtype=embeds.dtype), start.step
             self.scheduler.set_begin_index(first)  # flow-match Euler draws no noise: nothing to skip
-        hooks = PolicyHook(policy, self.num_steps, reference=self.mean_embedding, first_step=first)
+        hooks = PolicyHook(policy, self.num_steps, reference=self.mean_embedding, first_step=first,
+                           timestep_embedding=self.timestep_embedding)
         states = {}
         for step in range(first, self.num_steps):
             if step in keep_states:
@@ -473,24 +481,63 @@ class SD3Adapter(Adapter):
 
 def load_sd3(release: SD3Release, path: Optional[str | Path] = None, *, ckpt: Optional[str | Path] = None,
              device: str = "cpu", dtype: Optional[str] = None, t5: bool = True, max_sequence_length: int = 256,
-             embedding_cache: Optional[str] = None, embedders_only: bool = False, **sampler: Any) -> SD3Adapter:
+             embedding_cache: Optional[str] = None, embedders_only: bool = False,
+             encoder: Optional[PromptEncoder] = None, **sampler: Any) -> SD3Adapter:
     """The adapter for ``release`` from a local diffusers folder (``path``; ``ckpt`` is a synonym) or the hub.
 
     ``dtype`` defaults to the model card's; ``t5=False`` runs without T5-XXL. ``embedders_only`` is accepted
-    for ``condbench analyze`` but diffusers loads the transformer whole.
+    for ``condbench analyze`` but diffusers loads the transformer whole. ``encoder`` replaces the folder's text
+    encoders (e.g. a :class:`PromptEmbeddingTable`).
     """
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
 
-    folder = resolve_pipeline_folder(release, path or ckpt, t5=t5)
+    given = path or ckpt
+    if encoder is not None and given is not None:  # the text encoders are not read: transformer, vae, scheduler suffice
+        folder = Path(given).expanduser()
+    else:
+        folder = resolve_pipeline_folder(release, given, t5=t5)
     torch_dtype = getattr(torch, dtype or release.dtype)
     transformer = SD3Transformer2DModel.from_pretrained(folder, subfolder="transformer", torch_dtype=torch_dtype)
     vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch_dtype)
     scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(folder, subfolder="scheduler")
     transformer.to(device)
-    encoder = CachedPromptEncoder(PipelinePromptEncoder(folder, transformer, torch_dtype, t5, max_sequence_length),
-                                  embedding_cache)
+    encoder = encoder or CachedPromptEncoder(PipelinePromptEncoder(folder, transformer, torch_dtype, t5,
+                                                                   max_sequence_length), embedding_cache)
     checkpoint = {"repo": release.repo, "path": str(folder.resolve()),
                   "files_sha256": folder_fingerprint(folder, ("transformer", "vae", "scheduler")),
                   "defaults_source": release.defaults_source}
     options = {"num_steps": release.num_steps, "cfg_scale": release.cfg_scale, **sampler}
     return SD3Adapter(transformer, vae, scheduler, encoder, release.name, checkpoint=checkpoint, **options).to(device)
+
+
+def sd3_contract_case(release: SD3Release, ckpt: Optional[str] = None, model_config: Optional[dict] = None):
+    """The adapter contract's case (:mod:`condbench.contract`): the pipeline folder ``ckpt`` at 256 px, 3 steps (its
+    own text encoders), or, with no ``ckpt``, a tiny folder written with random weights (SD3.5 blocks for SD3.5) and
+    a table of random prompt embeddings; three prompts, the model card's guidance."""
+    import tempfile
+
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
+
+    from ..contract import ContractCase, randomize_
+
+    prompts = ["a red cube", "a cat on a mat", "two boats"]
+    options = {"num_steps": 3, "cfg_scale": release.cfg_scale, "dtype": "float32"}
+    if ckpt is not None:
+        return ContractCase(load_sd3(release, ckpt, height=256, width=256, **options), prompts, (3, 256, 256))
+    scratch = tempfile.TemporaryDirectory(prefix="condbench-sd3-")
+    folder = Path(scratch.name)
+    sd35 = {"dual_attention_layers": (0,), "qk_norm": "rms_norm"} if release.name.startswith("sd3.5") else {}
+    torch.manual_seed(0)
+    randomize_(SD3Transformer2DModel(sample_size=8, patch_size=1, in_channels=4, num_layers=2, attention_head_dim=8,
+                                     num_attention_heads=2, caption_projection_dim=16, joint_attention_dim=32,
+                                     pooled_projection_dim=24, out_channels=4, pos_embed_max_size=16,
+                                     **sd35)).save_pretrained(folder / "transformer")
+    randomize_(AutoencoderKL(block_out_channels=(4, 4), layers_per_block=1, latent_channels=4, norm_num_groups=2,
+                             down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                             shift_factor=0.0609, scaling_factor=1.5035)).save_pretrained(folder / "vae")
+    FlowMatchEulerDiscreteScheduler(shift=3.0).save_pretrained(folder / "scheduler")
+    generator = torch.Generator().manual_seed(0)
+    table = PromptEmbeddingTable({p: (torch.randn(6, 32, generator=generator), torch.randn(24, generator=generator))
+                                  for p in prompts + [""]})
+    adapter = load_sd3(release, folder, encoder=table, **options)
+    return ContractCase(adapter, prompts, (3, 16, 16), scratch=scratch)

@@ -48,6 +48,13 @@ class ReleasedModel:
     # the samplers a user may pick with ``sampler=NAME`` (model option), each as its adapter options; the first is
     # the official default
     samplers: dict[str, dict] = field(default_factory=lambda: {"default": {}})
+    # the contract's tiny configuration (model_config overrides) and how many pixels a latent covers per side
+    tiny_config: dict = field(default_factory=dict)
+    decoder_factor: int = 8
+    # the contract's conditions (three of the task's kind) and one decoded output's (shape, range); None: class ids
+    # and images of decoder_factor x the latent size in [0, 1]
+    contract_conditions: Optional[Callable[[], Any]] = None
+    contract_output: Optional[tuple[tuple[int, ...], Optional[tuple[float, float]]]] = None
 
     def sampler_options(self, sampler: Optional[str]) -> tuple[str, dict]:
         """The chosen sampler's name and adapter options (the default's when ``sampler`` is None)."""
@@ -98,6 +105,36 @@ class ReleasedModel:
                                **{**settings, **options})
         adapter.sampler_choice = choice
         return adapter.to(device)
+
+    def contract_case(self, ckpt: Optional[str] = None, model_config: Optional[dict] = None,
+                      decoder: Optional[Any] = None):
+        """The adapter contract's case (:mod:`condbench.contract`): ``ckpt`` at ``model_config`` (the official size by
+        default), or, with no ``ckpt``, a tiny network with random weights saved to a temporary file and loaded as a
+        release is. Three conditions, 3 sampler steps."""
+        import tempfile
+
+        from ..contract import ContractCase, randomize_
+
+        scratch = None
+        if ckpt is None:
+            scratch = tempfile.TemporaryDirectory(prefix="condbench-contract-")
+            model_config = {**self.tiny_config, **(model_config or {})}
+            ckpt = str(Path(scratch.name) / "tiny.pt")
+            torch.save(randomize_(self.network(dict(model_config))).state_dict(), ckpt)
+        adapter = self.load(ckpt=ckpt, model_config=model_config, decoder=decoder, **{self.steps_key: 3})
+        conditions = self.contract_conditions() if self.contract_conditions else torch.tensor([0, 3, 7])
+        if self.contract_output is not None:
+            shape, value_range = self.contract_output
+        else:
+            _, height, width = adapter.latent_shape
+            shape, value_range = (3, height * self.decoder_factor, width * self.decoder_factor), (0.0, 1.0)
+        return ContractCase(adapter, conditions, shape, value_range, checkpoint=Path(ckpt),
+                            c_in_linears=self.c_in_linears, scratch=scratch)
+
+    @property
+    def c_in_linears(self) -> bool:
+        """Whether the network reads c through Linear layers (adaLN); U-ViT reads its two parts as tokens."""
+        return self.adapter is not _uvit_adapter
 
     def plan(self, model_config: Optional[dict] = None, sampler: Optional[str] = None, **options: Any) -> Adapter:
         """The adapter with its network on the meta device and no weights: it answers what the sampler will do
@@ -248,6 +285,11 @@ def _audioldm_decoder(source: Optional[str | Path] = None) -> Callable:
     return AudioLDMDecoder(source or AUDIOLDM_REPO)
 
 
+def _cavp_features() -> torch.Tensor:
+    """Three clips' CAVP features (3, 32, 512), random: MDSGen's condition."""
+    return torch.randn(3, 32, 512, generator=torch.Generator().manual_seed(0))
+
+
 def _audioldm_available(source: Optional[str | Path] = None) -> None:
     from .audioldm import AUDIOLDM_REPO, require_audioldm
 
@@ -308,6 +350,11 @@ def _xmdpt_release(size: str, drive_id: str) -> ReleasedModel:
         check_file=_xmdpt_size_check(size), samplers={"ddim": {}})
 
 
+TINY_DIT = dict(depth=2, hidden_size=32, num_heads=4, input_size=8, num_classes=10)
+TINY_MDT = dict(depth=6, decode_layer=2, hidden_size=16, num_heads=4, input_size=8, num_classes=10)
+TINY_LIGHTNINGDIT = dict(input_size=4, patch_size=1, hidden_size=32, depth=2, num_heads=4, mlp_ratio=2.0, num_classes=10)
+TINY_MDSGEN = dict(hidden_size=32, depth=3, num_heads=2, decode_layer=1)
+TINY_UVIT = dict(img_size=8, embed_dim=32, depth=4, num_heads=4, mlp_ratio=2, num_classes=11)
 DIT_SAMPLER = "DDPM 250 respaced steps, learned sigma, CFG 1.5 on ch[:3]"
 MG_PARTS = tuple(f"https://github.com/tzco/diffusion-wo-cfg/releases/download/1.0/SiT-XL-2-MG-{p}" for p in "abcdef")
 
@@ -317,18 +364,18 @@ RELEASES: list[ReleasedModel] = [
     ReleasedModel("dit-xl-2", _dit_network(32), _dit_adapter,
                   WeightSource("DiT-XL-2-256x256.pt", "https://dl.fbaipublicfiles.com/DiT/models/DiT-XL-2-256x256.pt"),
                   1152, DIT_SAMPLER, dict(num_steps=250, cfg_scale=1.5, cfg_channels=3), state_keys=("ema",),
-                  samplers={"ddpm": {}}),
+                  samplers={"ddpm": {}}, tiny_config=TINY_DIT),
     ReleasedModel("dit-xl-2-512", _dit_network(64), _dit_adapter,
                   WeightSource("DiT-XL-2-512x512.pt", "https://dl.fbaipublicfiles.com/DiT/models/DiT-XL-2-512x512.pt"),
                   1152, DIT_SAMPLER, dict(num_steps=250, cfg_scale=1.5, cfg_channels=3), state_keys=("ema",),
-                  samplers={"ddpm": {}}),
+                  samplers={"ddpm": {}}, tiny_config=TINY_DIT),
     # MDTv2 (sail-sg/MDT): raw state dict; the side block and mask token only serve masked training
     ReleasedModel("mdt-xl-2", _mdt_network, _mdt_adapter,
                   WeightSource("mdt_xl2_v2_ckpt.pt", "https://huggingface.co/shgao/MDT-XL2/resolve/main/mdt_xl2_v2_ckpt.pt",
                                hf_repo="shgao/MDT-XL2"),
                   1152, "DDPM 250 respaced steps, learned sigma, CFG 3.8 power-cosine (pow 4) on ch[:3]",
                   dict(num_steps=250, cfg_scale=3.8, scale_pow=4.0, cfg_channels=3),
-                  ignore_prefixes=("sideblocks.", "mask_token"), samplers={"ddpm": {}}),
+                  ignore_prefixes=("sideblocks.", "mask_token"), samplers={"ddpm": {}}, tiny_config=TINY_MDT),
     # SiT-XL/2 (willisma/SiT): DiT's network; velocity = the first 4 output channels; SDE sampler of the paper's FID
     # by default, SiT's ODE samplers on request; a training checkpoint loads its 'ema' like SiT's find_model
     ReleasedModel("sit-xl-2", _sit_network(), _transport_adapter,
@@ -337,7 +384,7 @@ RELEASES: list[ReleasedModel] = [
                   1152, "Euler-Maruyama SDE 250 steps (mean last step 0.04), CFG 1.5 on ch[:3]",
                   dict(num_steps=250, cfg_scale=1.5), state_keys=("ema",),
                   samplers={"sde": {"spec": "SIT_SDE"}, "ode": {"spec": "SIT_ODE"},
-                            "ode-euler": {"spec": "SIT_ODE_EULER"}}),
+                            "ode-euler": {"spec": "SIT_ODE_EULER"}}, tiny_config=TINY_DIT),
     # REPA SiT-XL/2 (sihyun-yu/REPA): 4 output channels; the projector head serves training only; a training
     # checkpoint ({model, ema, opt, args, steps}) loads its 'ema'
     ReleasedModel("repa-sit-xl-2", _sit_network(learn_sigma=False), _transport_adapter,
@@ -345,13 +392,13 @@ RELEASES: list[ReleasedModel] = [
                                "?rlkey=8otgrdkno0nd89po3dpwngwcc&st=apcc645o&dl=0"),
                   1152, "Euler-Maruyama SDE 250 steps to t=0.04 + mean step, CFG 1.8 for t <= 0.7",
                   dict(num_steps=250, cfg_scale=1.8), state_keys=("ema",),
-                  ignore_prefixes=("projectors.",), samplers={"sde": {"spec": "REPA_SDE"}}),
+                  ignore_prefixes=("projectors.",), samplers={"sde": {"spec": "REPA_SDE"}}, tiny_config=TINY_DIT),
     # MG (tzco/diffusion-wo-cfg): guidance trained in, no CFG at sampling; released in six parts; a training
     # checkpoint ({'ema', 'model', ...}) of which the EMA weights are used
     ReleasedModel("mg-sit-xl-2", _sit_network(learn_sigma=False), _transport_adapter,
                   WeightSource("SiT-XL-2-MG.pt", "https://github.com/tzco/diffusion-wo-cfg/releases/tag/1.0", parts=MG_PARTS),
                   1152, "Euler-Maruyama SDE 250 steps to t=0.04 + mean step, no CFG", dict(num_steps=250, cfg_scale=1.0),
-                  state_keys=("ema", "model"), samplers={"sde": {"spec": "MG_SDE"}}),
+                  state_keys=("ema", "model"), samplers={"sde": {"spec": "MG_SDE"}}, tiny_config=TINY_DIT),
     # LightningDiT-XL/1 (hustvl/LightningDiT), 800 epochs: a training checkpoint whose 'ema' is used
     ReleasedModel("lightningdit-xl-1", _lightningdit_network, _transport_adapter,
                   WeightSource("lightningdit-xl-imagenet256-800ep.pt", "https://huggingface.co/hustvl/"
@@ -359,7 +406,8 @@ RELEASES: list[ReleasedModel] = [
                                hf_repo="hustvl/lightningdit-xl-imagenet256-800ep"),
                   1152, "Euler ODE 250 points, shift 0.3, CFG 6.7 on ch[:3] for t >= 0.125",
                   dict(num_steps=250, cfg_scale=6.7),
-                  state_keys=("ema",), decoder=_vavae_decoder, samplers={"ode": {"spec": "LIGHTNINGDIT_ODE"}}),
+                  state_keys=("ema",), decoder=_vavae_decoder, samplers={"ode": {"spec": "LIGHTNINGDIT_ODE"}},
+                  tiny_config=TINY_LIGHTNINGDIT, decoder_factor=16),
     # U-ViT-H/2 (baofff/U-ViT): no AdaLN; c = label token + time token (the study's "y+t"). The authors publish
     # the file on Google Drive only. Images are decoded as U-ViT's evaluation does, with its own converted SD KL-f8
     # EMA autoencoder (autoencoder_kl_ema.pth, also Google Drive only); decoder=PATH takes another: a .pth file
@@ -369,7 +417,7 @@ RELEASES: list[ReleasedModel] = [
                                "https://drive.google.com/file/d/13StUdrjaaSXjfqqF7M47BzPyhMAArQ4u/view", direct=False),
                   1152, "DPM-Solver-fast (singlestep, order 3) 50 evaluations, CFG 1.4 on all channels",
                   dict(num_steps=50, cfg_scale=1.4), embedder_prefixes=("label_emb.",), decoder=_uvit_decoder,
-                  samplers={"dpm-solver-fast": {}}),
+                  samplers={"dpm-solver-fast": {}}, tiny_config=TINY_UVIT),
     # X-MDPT (trungpx/xmdpt), pose-guided person images on DeepFashion: the authors publish each size's file
     # on Google Drive only (README table); decoded with their fine-tuned VAE folder (decoder=PATH)
     _xmdpt_release("S", "1loztAzrL6sQI7rarwb_x2233ZwNTVlvD"),
@@ -385,5 +433,6 @@ RELEASES: list[ReleasedModel] = [
                   dict(num_steps=50, cfg_scale=5.0, scale_pow=0.01), ignore_prefixes=MDSGEN_TRAINING_ONLY_PREFIXES,
                   embedder_prefixes=MDSGEN_EMBEDDER_PREFIXES, decoder=_audioldm_decoder,
                   task="audio", decoder_at=_audioldm_decoder, samplers={"dpm-solver++": {}},
-                  check_decoder=_audioldm_available),
+                  check_decoder=_audioldm_available, tiny_config=TINY_MDSGEN, contract_conditions=_cavp_features,
+                  contract_output=((130592,), None)),
 ]

@@ -20,6 +20,8 @@ import numpy as np
 from ..policies import parse_policy
 from ..storage import atomic_write
 from . import paper_reference, plots
+from .blocks import blocks_results
+from .savings import HEADERS as SAVINGS_HEADERS, savings_rows
 
 # metric key -> (label, which direction is better)
 METRICS = {
@@ -469,7 +471,9 @@ def build_context(runs: list[Run]) -> dict:
         tasks.setdefault(run.task, []).append(run)
     return {"runs": [str(r.path) for r in runs], "summary": summary(runs), "paper": paper_reference.PAPER,
             "tasks": [task_context(task, task_runs) for task, task_runs in tasks.items()],
-            "training": training(runs), "provenance": provenance(runs)}
+            "training": training(runs), "provenance": provenance(runs),
+            "savings": {"headers": SAVINGS_HEADERS, "rows": savings_rows([r.path for r in runs])},
+            "blocks": blocks_results([r.path for r in runs])}
 
 
 def breakable(text: str):
