@@ -37,7 +37,8 @@ METRICS = {
 HEADLINE = ("fid", "is", "clip_score", "class_fidelity", "ssim", "lpips", "psnr", "fad", "fd_vgg", "fd_panns", "kl")
 DIGITS = 4  # decimals shown for metric values; ties are judged at this precision
 # what the policies that remove a part of c rather than dimensions take away
-PART_REMOVED = {"drop-t": "t, the timestep part", "drop-cond": "y, the condition part"}
+PART_REMOVED = {"drop-t": "t, the timestep part", "drop-cond": "y, the condition part",
+                "const-t": "none: t replaced by t(T)"}
 
 TABLE2_NOTE = (
     "Each metric cell holds the value, then Δ, the paired difference against the baseline (same noise per sample "
