@@ -48,8 +48,10 @@ def test_every_built_in_adapter_honours_the_contract(name, tiny_sd_vae, isolated
 
 
 def test_the_built_ins_without_a_contract_case_are_these():
-    """The pose adapters (X-MDPT) need a condition builder the contract does not have yet (see the report)."""
+    """The DeepFashion X-MDPT adapters: their conditions need the DINOv2 encoders and the DeepFashion files (the same
+    adapter class passes as ``xmdpt-digits``, on the pose-digits task's real pair conditions)."""
     assert sorted(set(BUILT_IN) - set(WITH_CASE)) == sorted(n for n, e in BUILT_IN.items() if e.task == "pose")
+    assert "xmdpt-digits" in WITH_CASE
 
 
 # --- adapters broken on purpose, one per rule (all on the shipped digits DiT, 3 steps) ---------------------------

@@ -208,7 +208,8 @@ def _register_builtins() -> None:
         xmdpt_digits_adapter,
         XMDPT_DIGITS_SAMPLER, "ddim", XMDPT_EMBEDDER_PREFIXES,
         f"DDIM {XMDPT_DIGITS_SAMPLER['num_steps']} respaced steps (eta 0), CFG {XMDPT_DIGITS_SAMPLER['cfg_scale']} "
-        f"power-cosine (pow {XMDPT_DIGITS_SAMPLER['scale_pow']}) on all channels", XMDPT_DIGITS_CONFIG.hidden_size))
+        f"power-cosine (pow {XMDPT_DIGITS_SAMPLER['scale_pow']}) on all channels", XMDPT_DIGITS_CONFIG.hidden_size,
+        contract_inputs=lambda: (PoseDigitsTask(num_pairs=3).conditions(), (1, 8, 8))))
     for release in RELEASES:
         defaults = release.sampler_defaults
         register_model(ModelEntry(release.name, release.task, release.c_dim, release.sampler, release.weights.url,
