@@ -81,6 +81,10 @@ def _cmd_run(args: argparse.Namespace, score_only: bool = False) -> int:
         suite.task_options["samples_per_class"] = args.samples_per_class
     if args.microbatch:
         suite.microbatch = args.microbatch
+    if args.precision:
+        suite.precision = args.precision
+    if args.compile:
+        suite.compile = True
     filters = dict(tasks=_split(args.tasks), models=_split(args.models), policies=_split(args.policies))
     if getattr(args, "dry_run", False):
         from .registry import load_task
@@ -163,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--batch-size", type=int, help="rows per sampler call (default: the suite's)")
         p.add_argument("--microbatch", type=int, help="rows per network call, fixed: samples become bit-identical "
                                                       "for any batch size (enters the cache key)")
+        p.add_argument("--precision", choices=["fp32", "tf32", "bf16"],
+                       help="the denoiser's arithmetic (default: the suite's, else fp32; enters the cache key)")
+        p.add_argument("--compile", action="store_true", help="torch.compile the denoiser (enters the cache key)")
         p.add_argument("--device", default="cuda" if _cuda() else "cpu")
         if name == "run":
             p.add_argument("--dry-run", action="store_true", help="print the cells and their cost, run nothing")

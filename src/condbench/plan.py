@@ -81,8 +81,7 @@ def expand(suite: Suite, tasks: Optional[Sequence[str]] = None, models: Optional
 def planning_adapter(suite: Suite, model: str):
     """The model's adapter without weights, with the suite's options: its sampler says what it will evaluate."""
     entry = model_entry(model)
-    options = {**({"microbatch": suite.microbatch} if suite.microbatch else {}), **suite.model_options.get(model, {})}
-    return entry.planner(**options) if entry.planner is not None else None
+    return entry.planner(**suite.adapter_options(model)) if entry.planner is not None else None
 
 
 def _registry_sampler(suite: Suite, model: str) -> tuple[int, int]:
