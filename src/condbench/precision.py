@@ -51,8 +51,10 @@ def precision_context(precision: str, device: torch.device) -> contextlib.Abstra
 
 def outside_autocast(method: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
     """Run a network method that forms c (``method(self, t, ...)``, t a tensor) in float32 even under autocast, so
-    c, and the policy hook that rewrites it, never see bfloat16."""
+    c, and the policy hook that rewrites it, never see bfloat16; and eagerly under torch.compile, so the compiled
+    graphs never trace the hook (a new one every step, which would recompile the network at every step)."""
 
+    @torch.compiler.disable
     @functools.wraps(method)
     def run(self: nn.Module, t: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         with torch.autocast(device_type=t.device.type, enabled=False):
