@@ -71,7 +71,7 @@ def _split(text: Optional[str]) -> Optional[list[str]]:
 
 
 def _cmd_run(args: argparse.Namespace, score_only: bool = False) -> int:
-    from .plan import costs, expand, format_plan
+    from .plan import costs, expand, format_plan, read_throughput
     from .reports.html import build_report
     from .runner import RunOptions, run_suite
     from .suites import load_suite
@@ -91,7 +91,8 @@ def _cmd_run(args: argparse.Namespace, score_only: bool = False) -> int:
 
         cells = expand(suite, **filters)
         samples = load_task(cells[0].task, **suite.task_options).num_samples if cells else 0
-        print(format_plan(costs(suite, cells, samples)))
+        throughput = read_throughput(args.throughput, suite.precision, suite.compile) if args.throughput else None
+        print(format_plan(costs(suite, cells, samples), throughput))
         return 0
     out = Path(args.out or f"runs/{suite.name}")
     options = RunOptions(device=args.device, batch_size=args.batch_size,
@@ -173,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default="cuda" if _cuda() else "cpu")
         if name == "run":
             p.add_argument("--dry-run", action="store_true", help="print the cells and their cost, run nothing")
+            p.add_argument("--throughput", help="with --dry-run: a benchmarks/gpu_sampling.py JSON; prints each cell's "
+                                                "projected sampling time at its measured rate")
             p.set_defaults(func=_cmd_run)
         else:
             p.set_defaults(func=lambda a: _cmd_run(a, score_only=True))
