@@ -133,3 +133,10 @@ def test_suite_key_reaches_the_adapter_options(tmp_path):
     path.write_text("name: x\ntask: digits\nmodels: [dit-digits]\npolicies: [baseline]\nprecision: fp16\n")
     with pytest.raises(SuiteError, match="key 'precision'.*'fp32', 'tf32' or 'bf16'"):
         load_suite(str(path))
+
+
+def test_sd3_pipelines_refuse_the_precision_setting_and_name_their_dtype_option():
+    from condbench.adapters.sd3 import SD3_RELEASES, load_sd3
+
+    with pytest.raises(ValueError, match="runs in its model option dtype"):
+        load_sd3(SD3_RELEASES[0], precision="bf16")
