@@ -49,6 +49,12 @@ def precision_context(precision: str, device: torch.device) -> contextlib.Abstra
     return contextlib.nullcontext()
 
 
+def autocast_off(device_type: str) -> contextlib.AbstractContextManager:
+    """Autocast disabled on ``device_type``; nothing for devices without autocast (``meta``, used to count FLOPs)."""
+    available = getattr(torch.amp, "is_autocast_available", lambda kind: kind in ("cpu", "cuda"))  # torch < 2.5
+    return torch.autocast(device_type=device_type, enabled=False) if available(device_type) else contextlib.nullcontext()
+
+
 def outside_autocast(method: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
     """Run a network method that forms c (``method(self, t, ...)``, t a tensor) in float32 even under autocast, so
     c, and the policy hook that rewrites it, never see bfloat16; and eagerly under torch.compile, so the compiled
@@ -57,7 +63,7 @@ def outside_autocast(method: Callable[..., torch.Tensor]) -> Callable[..., torch
     @torch.compiler.disable
     @functools.wraps(method)
     def run(self: nn.Module, t: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        with torch.autocast(device_type=t.device.type, enabled=False):
+        with autocast_off(t.device.type):
             return method(self, t, *args, **kwargs)
 
     return run
