@@ -6,8 +6,9 @@ or policy can never reuse another's samples. Each file also holds its own key an
 arrays: a file that is unreadable (truncated, bit-flipped), holds another key (copied or renamed over) or
 fails its checksum is never used; it is moved to ``quarantine/``, reported once, and counts as absent.
 Files are written atomically (:mod:`condbench.storage`), so a reader sees a whole shard or none; an
-advisory lock per key (released by the OS when a process dies, even by SIGKILL) keeps two runs from
-computing the same shard.
+advisory lock per key (released by the OS when a process dies, even by SIGKILL) and a claim file (for nodes
+sharing the folder over a network file system, see :meth:`ShardCache.lock`) keep two runs from computing the
+same shard.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
+from .claims import claim
 from .storage import atomic_save_npz, storage_error
 
 CACHE_FORMAT = 2  # 2: files carry their key and checksum
@@ -72,6 +74,7 @@ class ShardCache:
         self.root = Path(root)
         self.log = log
         self.quarantined: dict[str, str] = {}  # key -> why its file was moved aside (this process)
+        self._said_no_flock = False
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -127,7 +130,12 @@ class ShardCache:
 
     @contextlib.contextmanager
     def lock(self, key: str, wait: bool) -> Iterator[bool]:
-        """Hold the key's lock; yields False at once if another process holds it and ``wait`` is False."""
+        """Hold the key's lock; yields False at once if another process holds it and ``wait`` is False.
+
+        Two locks: ``flock`` on ``KEY.lock`` (released by the OS when its holder dies; on some network file
+        systems it reaches only this node) and then a claim file ``KEY.claim`` (:mod:`condbench.claims`: an
+        exclusive create, which every network file system makes atomic, with a heartbeat and a stale timeout).
+        """
         lock_path = self.path(key).with_suffix(".lock")
         try:
             lock_path.parent.mkdir(parents=True, exist_ok=True)
@@ -135,12 +143,21 @@ class ShardCache:
         except OSError as error:
             raise storage_error(error, "create the lock file", lock_path) from None
         with handle:
+            locked = True
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:
                 yield False
                 return
+            except OSError as error:  # a file system without flock (Lustre without -o flock): the claim alone
+                locked = False
+                if not self._said_no_flock:
+                    self._said_no_flock = True
+                    self.log(f"cache folder {self.root}: flock is not supported here ({error.strerror}); "
+                             "claim files alone keep processes from computing the same shard")
             try:
-                yield True
+                with claim(lock_path.with_suffix(".claim"), wait) as mine:  # other nodes, where flock is node-local
+                    yield mine
             finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                if locked:
+                    fcntl.flock(handle, fcntl.LOCK_UN)

@@ -147,7 +147,7 @@ def _split(text: Optional[str]) -> Optional[list[str]]:
 
 
 def _cmd_run(args: argparse.Namespace, score_only: bool = False) -> int:
-    from .plan import costs, expand, format_plan
+    from .plan import costs, expand, format_plan, read_throughput
     from .reports.html import build_report
     from .runner import RunOptions, run_suite
     from .suites import load_suite
@@ -157,13 +157,18 @@ def _cmd_run(args: argparse.Namespace, score_only: bool = False) -> int:
         suite.task_options["samples_per_class"] = args.samples_per_class
     if args.microbatch:
         suite.microbatch = args.microbatch
+    if args.precision:
+        suite.precision = args.precision
+    if args.compile:
+        suite.compile = True
     filters = dict(tasks=_split(args.tasks), models=_split(args.models), policies=_split(args.policies))
     if getattr(args, "dry_run", False):
         from .preflight import checkpoints_not_on_disk, load_tasks
 
         cells = expand(suite, **filters)
         samples = load_tasks(suite)[cells[0].task].num_samples if cells else 0
-        print(format_plan(costs(suite, cells, samples)))
+        throughput = read_throughput(args.throughput, suite.precision, suite.compile) if args.throughput else None
+        print(format_plan(costs(suite, cells, samples), throughput))
         for line in checkpoints_not_on_disk(suite, list(dict.fromkeys(c.model for c in cells))):
             print(f"warning: no checkpoint on disk for {line}", file=sys.stderr)
         return 0
@@ -289,9 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--batch-size", type=int, help="rows per sampler call (default: the suite's)")
         p.add_argument("--microbatch", type=int, help="rows per network call, fixed: samples become bit-identical "
                                                       "for any batch size (enters the cache key)")
+        p.add_argument("--precision", choices=["fp32", "tf32", "bf16"],
+                       help="the denoiser's arithmetic (default: the suite's, else fp32; enters the cache key)")
+        p.add_argument("--compile", action="store_true", help="torch.compile the denoiser (enters the cache key)")
         p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
         if name == "run":
             p.add_argument("--dry-run", action="store_true", help="print the cells and their cost, run nothing")
+            p.add_argument("--throughput", help="with --dry-run: a benchmarks/gpu_sampling.py JSON; prints each cell's "
+                                                "projected sampling time at its measured rate")
             p.set_defaults(func=_cmd_run)
         else:
             p.set_defaults(func=lambda a: _cmd_run(a, score_only=True))

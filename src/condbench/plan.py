@@ -7,7 +7,9 @@ recomputing the prefix. ``condbench run --dry-run`` prints the plan with and wit
 from __future__ import annotations
 
 import difflib
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional, Sequence
 
 from .policies import Policy, parse_policy
@@ -102,8 +104,7 @@ def expand(suite: Suite, tasks: Optional[Sequence[str]] = None, models: Optional
 def planning_adapter(suite: Suite, model: str):
     """The model's adapter without weights, with the suite's options: its sampler says what it will evaluate."""
     entry = model_entry(model)
-    options = {**({"microbatch": suite.microbatch} if suite.microbatch else {}), **suite.model_options.get(model, {})}
-    return entry.planner(**options) if entry.planner is not None else None
+    return entry.planner(**suite.adapter_options(model)) if entry.planner is not None else None
 
 
 def _registry_sampler(suite: Suite, model: str) -> tuple[int, int]:
@@ -131,21 +132,67 @@ def costs(suite: Suite, cells: list[Cell], samples: int) -> list[CellCost]:
     return out
 
 
-def format_plan(plan: list[CellCost]) -> str:
+@dataclass(frozen=True)
+class Throughput:
+    """Measured network rows per second per model (``benchmarks/gpu_sampling.py``'s ``sampler_rows_per_s``)."""
+
+    rows_per_s: dict[str, float]
+    source: str  # the device and settings it was measured with, for the plan's last line
+
+    def seconds(self, cost: CellCost) -> Optional[float]:
+        rate = self.rows_per_s.get(cost.cell.model)
+        return None if rate is None or cost.planned is None else cost.planned / rate
+
+
+def read_throughput(path: str | Path, precision: str, compile: bool) -> Throughput:
+    """The measurements of ``gpu_sampling.py`` in ``path`` for this precision and compile setting (the largest
+    batch where several were measured)."""
+    try:
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
+        results = report["results"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"--throughput {path}: not a benchmarks/gpu_sampling.py JSON ({error})") from None
+    chosen: dict[str, dict] = {}
+    for r in results:
+        if r.get("precision") == precision and bool(r.get("compile")) == compile:
+            if r["model"] not in chosen or r["batch_rows"] > chosen[r["model"]]["batch_rows"]:
+                chosen[r["model"]] = r
+    if not chosen:
+        raise ValueError(f"--throughput {path} has no measurement at precision {precision}"
+                         f"{' with compile' if compile else ''}")
+    source = (f"{report.get('device', '?')} ({report.get('date', '?')}), {precision}{' + compile' if compile else ''}"
+              + (", SMALL networks: not the real models' speed" if report.get("small") else ""))
+    return Throughput({m: float(r["sampler_rows_per_s"]) for m, r in chosen.items()}, source)
+
+
+def _duration(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
+def format_plan(plan: list[CellCost], throughput: Optional[Throughput] = None) -> str:
     def count(value: Optional[int]) -> str:
         return "adaptive" if value is None else f"{value:,}"
 
     lines = [f"{'task':<10} {'model':<14} {'policy':<34} {'samples':>8} {'steps':>6} {'shared':>7} "
-             f"{'evaluations':>13} {'from scratch':>13}"]
+             f"{'evaluations':>13} {'from scratch':>13}" + (f" {'projected':>10}" if throughput else "")]
     for c in plan:
         lines.append(f"{c.cell.task:<10} {c.cell.model:<14} {c.cell.policy.canonical():<34} {c.samples:>8} "
-                     f"{c.steps:>6} {c.shared_steps:>7} {count(c.planned):>13} {count(c.from_scratch):>13}")
+                     f"{c.steps:>6} {c.shared_steps:>7} {count(c.planned):>13} {count(c.from_scratch):>13}"
+                     + (f" {_duration(throughput.seconds(c)):>10}" if throughput else ""))
     known = [c for c in plan if c.planned is not None]
     planned, scratch = sum(c.planned for c in known), sum(c.from_scratch for c in known)
     saving = 1 - planned / scratch if scratch else 0.0
     lines.append(f"{len(plan)} cells: {planned:,} denoiser evaluations planned, {scratch:,} from scratch "
                  f"({saving:.1%} saved by continuing late-acting policies from the baseline's states); a guided "
                  "step counts both branches, an unguided one the conditional branch alone")
+    if throughput is not None:
+        times = [throughput.seconds(c) for c in plan]
+        unmeasured = sorted({c.cell.model for c, t in zip(plan, times) if t is None})
+        lines.append(f"projected sampling time {_duration(sum(t for t in times if t is not None))} on one process at "
+                     f"the measured rate of {throughput.source}; decoding and feature extraction not included"
+                     + (f"; not measured: {', '.join(unmeasured)}" if unmeasured else ""))
     if len(known) < len(plan):
         lines.append(f"{len(plan) - len(known)} cells use an adaptive sampler (dopri5): their evaluations are "
                      "known only after the run")

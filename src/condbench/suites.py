@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, field_validator
@@ -51,6 +51,11 @@ class Suite:
     # also keep every sample (uint8) in the cache and write each cell's samples as the ``arr_0`` npz that
     # reference evaluators read (ADM's TensorFlow evaluator for ImageNet)
     keep_samples: bool = False
+    # the denoiser's arithmetic (condbench.precision): fp32 (bit-exact with the official float32 code), tf32 (the
+    # TF32 flags on CUDA) or bf16 (autocast; c, policies and the sampler stay float32); and torch.compile of the
+    # denoiser. Both enter the cache key when not the default.
+    precision: Literal["fp32", "tf32", "bf16"] = "fp32"
+    compile: bool = False
     task_options: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     analysis: AnalysisSettings = field(default_factory=lambda: {"taus": list(DEFAULT_TAUS), "sweep_points": 20})
@@ -61,8 +66,11 @@ class Suite:
         return [self.task] if isinstance(self.task, str) else list(self.task)
 
     def adapter_options(self, model: str) -> dict[str, Any]:
-        """The keyword arguments the model's adapter is built with: its model_options and the microbatch."""
-        return {**({"microbatch": self.microbatch} if self.microbatch else {}), **self.model_options.get(model, {})}
+        """The keyword arguments the model's adapter is built with: its model_options, the microbatch, and the
+        precision and compile settings where not the default."""
+        return {**({"microbatch": self.microbatch} if self.microbatch else {}),
+                **({"precision": self.precision} if self.precision != "fp32" else {}),
+                **({"compile": True} if self.compile else {}), **self.model_options.get(model, {})}
 
     @field_validator("task")
     @classmethod

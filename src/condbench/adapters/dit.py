@@ -18,6 +18,7 @@ from ..seeding import PairedNoise
 from .base import Adapter, EmbeddingParts, PolicyHook, ProgressCallback, SampleOutput, SamplerState, StepHook
 from .ddpm import GaussianDiffusion
 from .loading import materialized_device, move_materialized
+from ..precision import Denoiser
 
 
 def pixels_from_model_space(x: torch.Tensor) -> torch.Tensor:
@@ -72,8 +73,10 @@ class ClassConditionalAdapter(Adapter):
 
     def __init__(self, model: torch.nn.Module, name: str, *, cfg_scale: float = 1.5,
                  cfg_channels: Optional[int] = 3, decoder: Callable[[torch.Tensor], torch.Tensor] = pixels_from_model_space,
-                 checkpoint: Optional[dict] = None, microbatch: Optional[int] = None):
+                 checkpoint: Optional[dict] = None, microbatch: Optional[int] = None, precision: str = "fp32",
+                 compile: bool = False):
         self.model = model.eval()
+        self.network = Denoiser(self.model, precision, compile)  # what the sampler calls (precision, compile)
         self.name = name
         self.microbatch = microbatch
         if microbatch is not None and microbatch < 1:
@@ -132,7 +135,7 @@ class ClassConditionalAdapter(Adapter):
 
     @torch.no_grad()
     def denoise(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, hook=None) -> torch.Tensor:
-        return self.model(x.to(self.device), self._batch_t(t, len(x)), cond.to(self.device), hook)
+        return self.network(x.to(self.device), self._batch_t(t, len(x)), cond.to(self.device), hook)
 
     @torch.no_grad()
     def mean_embedding(self, t: torch.Tensor) -> torch.Tensor:
@@ -206,7 +209,7 @@ class ClassConditionalAdapter(Adapter):
 
     def _forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, hook: Optional[StepHook]) -> torch.Tensor:
         """The network on rows (R, ...): at once, or with ``microbatch`` in calls of exactly that many rows."""
-        return forward_in_microbatches(self.model, (x, t, y), hook, self.microbatch)
+        return forward_in_microbatches(self.network, (x, t, y), hook, self.microbatch)
 
     def evaluations_per_step(self) -> int:
         return 2 if self.guided else 1
@@ -229,7 +232,7 @@ class ClassConditionalAdapter(Adapter):
 
     def describe(self) -> dict:
         sampler = {**({"choice": self.sampler_choice} if self.sampler_choice else {}), **self.sampler_description(),
-                   **({"microbatch": self.microbatch} if self.microbatch else {})}
+                   **({"microbatch": self.microbatch} if self.microbatch else {}), **self.network.describe()}
         return {"adapter": self.name, "family": self.family, "model_config": self.config.to_dict(),
                 "sampler": sampler, "decoder": self.decoder_description(), "checkpoint": self.checkpoint}
 

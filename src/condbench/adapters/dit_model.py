@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..precision import outside_autocast
+
 # A hook receives (c, t_part, cond_part), each (N, D), and returns the c the network should use.
 EmbeddingHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -239,8 +241,10 @@ class DiT(nn.Module):
         """The timestep part and the class part of c, each (N, D)."""
         return self.t_embedder(t), self.y_embedder(y)
 
+    @outside_autocast
     def conditional_vector(self, t: torch.Tensor, y: torch.Tensor, hook: Optional[EmbeddingHook] = None) -> torch.Tensor:
-        """c = t_embedder(t) + y_embedder(y) (N, D), the vector the study measures, as ``hook`` rewrites it."""
+        """c = t_embedder(t) + y_embedder(y) (N, D), the vector the study measures, as ``hook`` rewrites it; float32
+        even under autocast."""
         t_part, y_part = self.embed_parts(t, y)
         c = t_part + y_part
         return hook(c, t_part, y_part) if hook is not None else c

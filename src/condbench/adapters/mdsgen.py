@@ -31,6 +31,7 @@ from .dpm_solver import DiscreteVPSchedule, DPMSolverMultistep
 from .loading import materialized_device, move_materialized
 from .mdsgen_model import MDSGen
 from .mdt import power_cosine_scale
+from ..precision import Denoiser
 
 
 def linear_betas(start: float = 1e-4, end: float = 0.02, n: int = 1000) -> torch.Tensor:
@@ -46,10 +47,12 @@ class MDSGenAdapter(Adapter):
 
     def __init__(self, model: MDSGen, name: str = "mdsgen", *, num_steps: int = 50, cfg_scale: float = 5.0,
                  scale_pow: float = 0.01, decoder: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
-                 checkpoint: Optional[dict] = None, microbatch: Optional[int] = None):
+                 checkpoint: Optional[dict] = None, microbatch: Optional[int] = None, precision: str = "fp32",
+                 compile: bool = False):
         if microbatch is not None and microbatch < 1:
             raise ValueError(f"microbatch must be a positive number of rows, got {microbatch}")
         self.model, self.name, self.microbatch = model.eval(), name, microbatch
+        self.network = Denoiser(self.model, precision, compile)  # what the sampler calls (precision, compile)
         self.cfg_scale, self.scale_pow = cfg_scale, scale_pow
         self.decoder, self.checkpoint = decoder, checkpoint or {}
         self.schedule = DiscreteVPSchedule(linear_betas())
@@ -105,7 +108,7 @@ class MDSGenAdapter(Adapter):
     @torch.no_grad()
     def denoise(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, hook=None) -> torch.Tensor:
         feats = self._features(cond)
-        return self.model(x.to(self.device), self._batch_t(t, len(x)), feats, None, hook)
+        return self.network(x.to(self.device), self._batch_t(t, len(x)), feats, None, hook)
 
     @torch.no_grad()
     def set_reference_conditions(self, cond: torch.Tensor, chunk: int = 256) -> None:
@@ -159,14 +162,14 @@ class MDSGenAdapter(Adapter):
         if scale == 1.0:
             branch = torch.full((n,), BRANCH_COND, device=self.device)
             keep = torch.ones(n, device=self.device)
-            out = forward_in_microbatches(self.model, (x, t, feats, keep),
+            out = forward_in_microbatches(self.network, (x, t, feats, keep),
                                           None if hooks is None else hooks.at(step, t, branch), self.microbatch)
             self.denoiser_evaluations += n
             return out[:, :c]
         branch = torch.cat([torch.full((n,), BRANCH_COND), torch.full((n,), BRANCH_UNCOND)]).to(self.device)
         keep = torch.cat([torch.ones(n), torch.zeros(n)]).to(self.device)
         hook = None if hooks is None else hooks.at(step, t, branch)
-        out = forward_in_microbatches(self.model, (torch.cat([x, x]), torch.cat([t, t]), torch.cat([feats, feats]),
+        out = forward_in_microbatches(self.network, (torch.cat([x, x]), torch.cat([t, t]), torch.cat([feats, feats]),
                                                    keep), hook, self.microbatch)
         self.denoiser_evaluations += 2 * n
         cond, uncond = out[:n, :c], out[n:, :c]
@@ -223,5 +226,5 @@ class MDSGenAdapter(Adapter):
                             "state": "[x; previous data prediction] on the channel axis",
                             "noise": "float32 PairedNoise (the official script draws bf16 noise)",
                             "dtype": "float32 (the official forward runs under CUDA bf16 autocast)",
-                            **({"microbatch": self.microbatch} if self.microbatch else {})},
+                            **({"microbatch": self.microbatch} if self.microbatch else {}), **self.network.describe()},
                 "decoder": decoder, "sample_rate": self.sample_rate, "checkpoint": self.checkpoint}

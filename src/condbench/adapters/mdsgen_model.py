@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..precision import outside_autocast
+
 from .dit_model import EmbeddingHook, FinalLayer, PatchEmbed, TimestepEmbedder
 from .mdt_model import MDTBlock
 
@@ -109,9 +111,10 @@ class MDSGen(nn.Module):
             y = keep.to(y.dtype).view(-1, 1) * y
         return self.t_embedder(t), y
 
+    @outside_autocast
     def conditional_vector(self, t: torch.Tensor, feats: torch.Tensor, keep: Optional[torch.Tensor] = None,
                            hook: Optional[EmbeddingHook] = None) -> torch.Tensor:
-        """c = t_embedder(t) + keep * y (N, D), as ``hook`` rewrites it."""
+        """c = t_embedder(t) + keep * y (N, D), as ``hook`` rewrites it; float32 even under autocast."""
         t_part, y_part = self.embed_parts(t, feats, keep)
         c = t_part + y_part
         return hook(c, t_part, y_part) if hook is not None else c

@@ -482,13 +482,19 @@ class SD3Adapter(Adapter):
 def load_sd3(release: SD3Release, path: Optional[str | Path] = None, *, ckpt: Optional[str | Path] = None,
              device: str = "cpu", dtype: Optional[str] = None, t5: bool = True, max_sequence_length: int = 256,
              embedding_cache: Optional[str] = None, embedders_only: bool = False,
-             encoder: Optional[PromptEncoder] = None, **sampler: Any) -> SD3Adapter:
+             encoder: Optional[PromptEncoder] = None, precision: str = "fp32", compile: bool = False,
+             **sampler: Any) -> SD3Adapter:
     """The adapter for ``release`` from a local diffusers folder (``path``; ``ckpt`` is a synonym) or the hub.
 
     ``dtype`` defaults to the model card's; ``t5=False`` runs without T5-XXL. ``embedders_only`` is accepted
     for ``condbench analyze`` but diffusers loads the transformer whole. ``encoder`` replaces the folder's text
-    encoders (e.g. a :class:`PromptEmbeddingTable`).
+    encoders (e.g. a :class:`PromptEmbeddingTable`). The suite's ``precision`` and ``compile`` apply to condbench's
+    own networks only: a diffusers pipeline runs in its ``dtype``.
     """
+    if precision != "fp32" or compile:
+        raise ValueError(f"{release.name} runs in its model option dtype (default {release.dtype}); the suite's "
+                         "precision and compile settings apply to condbench's own networks only: leave them at "
+                         "fp32 / false for this model")
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
 
     given = path or ckpt

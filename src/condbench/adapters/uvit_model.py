@@ -21,6 +21,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ..precision import outside_autocast
 from .dit_model import Attention, DiT, EmbeddingHook, Mlp, PatchEmbed, timestep_sinusoid
 
 
@@ -161,15 +162,22 @@ class UViT(nn.Module):
 
     unpatchify = DiT.unpatchify  # (N, T, p*p*C), features ordered (p1, p2, C) -> (N, C, H, W)
 
+    @outside_autocast
+    def condition_tokens(self, t: torch.Tensor, y: torch.Tensor,
+                         hook: Optional[EmbeddingHook] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The time and label tokens (N, D) each, as ``hook`` rewrites their sum c; float32 even under autocast."""
+        time_token, label_token = self.embed_parts(t, y)
+        if hook is None:
+            return time_token, label_token
+        c = time_token + label_token  # (N, D): the conditional vector the study measures
+        return tokens_from_c(hook(c, time_token, label_token), c, time_token, label_token)
+
     def forward(
         self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, hook: Optional[EmbeddingHook] = None
     ) -> torch.Tensor:
         """x (N, C, H, W), t (N,), y (N,) -> (N, C, H, W); ``hook`` may rewrite c = time + label token."""
         patches = self.patch_embed(x)  # (N, T, D)
-        time_token, label_token = self.embed_parts(t, y)  # each (N, D)
-        if hook is not None:
-            c = time_token + label_token  # (N, D): the conditional vector the study measures
-            time_token, label_token = tokens_from_c(hook(c, time_token, label_token), c, time_token, label_token)
+        time_token, label_token = self.condition_tokens(t, y, hook)  # each (N, D)
         tokens = torch.cat([label_token[:, None], time_token[:, None], patches], dim=1) + self.pos_embed  # (N, 2+T, D)
         skips = []
         for block in self.in_blocks:

@@ -8,7 +8,7 @@ the package and are reproduced by ``condbench train digits``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -20,6 +20,7 @@ from ..adapters.dit_model import DiTConfig
 from ..checkpoints import file_sha256, load_state_dict, load_strict, require_file
 from . import asset_path
 from ..metrics import class_fidelity, feature_statistics, frechet_distance, inception_score
+from ..metrics.frechet import FrechetToReference
 
 NUM_CLASSES = 10
 IMAGE_SIZE = 8
@@ -87,6 +88,7 @@ class DigitsEvaluator:
     classifier_info: dict
     real_mu: np.ndarray
     real_sigma: np.ndarray
+    _fast: Optional[FrechetToReference] = field(default=None, init=False, repr=False)  # for bootstrap_score
 
     @classmethod
     def create(cls, classifier_path: Optional[str | Path] = None) -> "DigitsEvaluator":
@@ -105,6 +107,14 @@ class DigitsEvaluator:
         mu, sigma = feature_statistics(features.numpy())
         is_mean, _ = inception_score(logits)
         return {"fid": frechet_distance(mu, sigma, self.real_mu, self.real_sigma), "is": is_mean,
+                "class_fidelity": class_fidelity(logits, labels)}
+
+    def bootstrap_score(self, features: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> dict:
+        """As :meth:`score`, with FID through one symmetric eigen-decomposition (within 1e-6 of it, see tests): the
+        paired bootstrap scores every cell 200 times, where scipy's general square root took most of the time."""
+        if self._fast is None:
+            self._fast = FrechetToReference(self.real_mu, self.real_sigma)
+        return {"fid": self._fast.distance(features.numpy()), "is": inception_score(logits)[0],
                 "class_fidelity": class_fidelity(logits, labels)}
 
 
