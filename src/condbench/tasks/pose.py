@@ -17,6 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
+import numpy as np
 import torch
 
 from ..cache import ShardCache, cache_key
@@ -248,7 +249,7 @@ class PoseTask:
                 "pose": torch.stack([s.skeleton_image for s in samples]),
                 "target": torch.stack([s.target_image for s in samples])}
 
-    def grid_context(self, count: int) -> dict[str, "np.ndarray"]:
+    def grid_context(self, count: int) -> dict[str, np.ndarray]:
         """Source, skeleton and target of the first ``count`` pairs ((count, 3, 256, 256) float32 in [0, 1]), stored
         beside the sample grids so the report can show source | pose | target | each policy per pair."""
         images = self.pair_images(range(count))
