@@ -40,7 +40,7 @@ from .metrics.inception import quantize_uint8
 from .metrics.reference_batch import BatchNpzWriter
 from .plan import Cell, expand, first_active_step, shared_prefix
 from .preflight import check_inputs, check_model_options, load_tasks
-from .policies import Policy
+from .policies import Policy, parse_policy
 from .progress import progress_bar
 from .provenance import git_revision
 from .registry import load_adapter
@@ -360,6 +360,21 @@ def kept_summary(out_dir: str | Path, cache_dir: Optional[str | Path] = None) ->
             f"{shards} finished shard file(s) in {cache}")
 
 
+def write_block_diversity(out: Path, adapter, task, settings: dict, log: Callable[[str], None]) -> Path:
+    """The suite's ``blocks`` probe for one model: ``blocks_MODEL.json`` in the run folder, for the report."""
+    from .blocks import block_diversity
+
+    last = adapter.sampler_steps - 1
+    steps = settings.get("steps") or [0, last // 2, last]
+    if any(not 0 <= s <= last for s in steps):
+        raise ValueError(f"blocks.steps must be sampling steps 0..{last} of {adapter.name}, got {steps}")
+    policies = [parse_policy(p) for p in settings.get("policies") or ["baseline"]]
+    conditions = task.conditions()[:settings.get("samples", 20)]
+    log(f"[{adapter.name}] block diversity: {len(policies)} policies x {len(conditions)} samples at steps {steps}")
+    result = block_diversity(adapter, conditions, policies, steps)
+    return atomic_write(out / f"blocks_{slug(adapter.name)}.json", json.dumps(result, indent=1))
+
+
 def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] = None,
               world: Optional[World] = None) -> Optional[Path]:
     """Run (or, with ``score_only``, re-score) the suite's cells; returns ``results.json`` on rank 0.
@@ -402,7 +417,6 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
         task_description = task.describe()
         summary["models"][model_name] = description
         summary["tasks"][task_name] = task_description
-        getattr(task, "prepare_adapter", lambda _: None)(adapter)  # e.g. the clips' mean c for mask=fixed
         if world.is_main:
             log(f"[{model_name}] embedding analysis over {len(task.analysis_conditions())} conditions")
             try:
@@ -413,6 +427,8 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
             c = stats["c"]
             log(f"[{model_name}] d={c['dim']} PR={_number(c['pr']['mean'], '.2f')} "
                 f"nPR={_number(c['npr']['mean'], '.2%')} mean cosine={_number(c['cosine']['mean'], '.4f')}")
+            if suite.blocks is not None:
+                write_block_diversity(out, adapter, task, suite.blocks, log)
         n = task.num_samples
         shards = [(a, min(a + suite.shard_size, n)) for a in range(0, n, suite.shard_size)]
         steps = adapter.sampler_steps

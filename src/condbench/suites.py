@@ -34,6 +34,15 @@ class AnalysisSettings(TypedDict, total=False):
     step: int
 
 
+class BlocksSettings(TypedDict, total=False):
+    """The ``blocks`` mapping: block diversity (:func:`condbench.blocks.block_diversity`) run after the analysis."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+    policies: list[str]  # default: baseline only
+    samples: int  # the task's first conditions (default 20)
+    steps: list[int]  # sampling steps (default: first, middle, last)
+
+
 @dataclass(config=ConfigDict(extra="forbid", strict=True))
 class Suite:
     """A validated suite; constructing one checks every field's type (raises pydantic's ValidationError)."""
@@ -59,6 +68,9 @@ class Suite:
     task_options: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     analysis: AnalysisSettings = field(default_factory=lambda: {"taus": list(DEFAULT_TAUS), "sweep_points": 20})
+    # block diversity (linear CKA / token cosine between block outputs) for these policies, written as
+    # blocks_MODEL.json beside the analysis and shown by the report; None: not computed
+    blocks: Optional[BlocksSettings] = None
     bootstrap: int = Field(200, ge=1)  # paired bootstrap resamples for the change of every metric against the baseline
 
     @property

@@ -1,4 +1,4 @@
-"""The report's block-diversity data: ``RUN_DIR/blocks.json`` (``condbench analyze --blocks``), linear CKA between
+"""The report's block-diversity data: ``RUN_DIR/blocks*.json`` (``condbench analyze --blocks``, a suite's ``blocks``), linear CKA between
 every pair of block outputs, as a table and heatmaps (one row per policy, one column per sampling step)."""
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..blocks import BLOCKS_FILE
 from .plots import _uri, plt
+
+BLOCKS_GLOB = "blocks*.json"  # `condbench analyze --blocks` writes blocks.json; a suite's blocks probe blocks_MODEL.json
 
 
 def blocks_figure(result: dict, measure: str = "cka") -> str:
@@ -35,10 +36,7 @@ def blocks_results(run_dirs: list[Path]) -> list[dict]:
     """Every run's ``blocks.json`` as template data: model, path, sample count, step headers, per-policy rows
     (mean off-diagonal CKA / mean token cosine per step) and the heatmap image."""
     results = []
-    for run in run_dirs:
-        path = Path(run) / BLOCKS_FILE
-        if not path.is_file():
-            continue
+    for path in (p for run in run_dirs for p in sorted(Path(run).glob(BLOCKS_GLOB))):
         result = json.loads(path.read_text())
         results.append({
             "model": result["model"], "path": str(path), "num_samples": result["num_samples"],
