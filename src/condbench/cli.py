@@ -108,13 +108,17 @@ def _cmd_run(args: argparse.Namespace, score_only: bool = False) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    if args.task == "audio-shapes":
+        from .tasks.audio_shapes_training import ShapesTraining, train_audio_shapes
+
+        train_audio_shapes(args.out or "condbench-audio-shapes",
+                           ShapesTraining(**({"steps": args.steps} if args.steps else {}), seed=args.seed))
+        return 0
     from .tasks.digits_training import DiTTraining, train_digits
 
-    if args.task != "digits":
-        print(f"condbench train: only the built-in digits task is trained here, not {args.task!r}", file=sys.stderr)
-        return 2
-    settings = DiTTraining(steps=args.steps, seed=args.seed, track_every=args.track_every if args.track else 0)
-    train_digits(args.out, settings)
+    settings = DiTTraining(steps=args.steps or 10000, seed=args.seed,
+                           track_every=args.track_every if args.track else 0)
+    train_digits(args.out or "condbench-digits", settings)
     return 0
 
 
@@ -170,10 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.set_defaults(func=lambda a: _cmd_run(a, score_only=True))
 
-    p = sub.add_parser("train", help="train the built-in digits networks")
-    p.add_argument("task", choices=["digits"])
-    p.add_argument("--out", default="condbench-digits", help="directory for the checkpoints")
-    p.add_argument("--steps", type=int, default=10000, help="DiT training steps (the shipped model: 10000)")
+    p = sub.add_parser("train", help="train the networks of a built-in task (digits, audio-shapes)")
+    p.add_argument("task", choices=["digits", "audio-shapes"])
+    p.add_argument("--out", help="directory for the checkpoints (default condbench-TASK)")
+    p.add_argument("--steps", type=int, help="diffusion training steps (the shipped models: digits 10000, "
+                                             "audio-shapes 3000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--track", action="store_true", help="record cosine and nPR of c during training")
     p.add_argument("--track-every", type=int, default=250)

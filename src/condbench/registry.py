@@ -97,6 +97,7 @@ def _register_builtins() -> None:
     from .checkpoints import require_file
     from .tasks import asset_path
     from .tasks.audio import AudioTask
+    from .tasks.audio_shapes import ShapesAudioTask
     from .tasks.digits import ASSET_DIT, DIGITS_DIT_CONFIG, DIGITS_SAMPLER, DigitsTask
     from .tasks.imagenet import ImageNetTask
     from .tasks.pose import PoseTask
@@ -128,6 +129,7 @@ def _register_builtins() -> None:
             model = DiT(DIGITS_DIT_CONFIG)
         return DiTAdapter(model, "dit-digits", **{**DIGITS_SAMPLER, **options})
 
+    _register_mdsgen_shapes()
     register_model(ModelEntry("dit-digits", "digits", DIGITS_DIT_CONFIG.hidden_size,
                               f"DDPM {DIGITS_SAMPLER['num_steps']} respaced steps, learned sigma, "
                               f"CFG {DIGITS_SAMPLER['cfg_scale']}", "shipped in the package (condbench train digits)",
@@ -148,8 +150,55 @@ def _register_builtins() -> None:
                             TextTask))
     register_task(TaskEntry("audio", "video-to-audio on the VGGSound test clips (MDSGen): FD_VGG, FD_PANNs, KL, IS "
                             "(av-benchmark protocol)", AudioTask))
+    register_task(TaskEntry("audio-shapes", "synthetic moving-square videos whose look sets a sound, built in (no "
+                            "download): FD / KL / IS of the task's own audio classifier", ShapesAudioTask))
     register_task(TaskEntry("pose", "pose-guided person images, DeepFashion test pairs (PIDM protocol: FID, SSIM, "
                             "LPIPS, PSNR)", PoseTask))
+
+
+def _register_mdsgen_shapes() -> None:
+    """``mdsgen-shapes``: MDSGen's network at a tiny size, trained on the audio-shapes clips, shipped in the package;
+    MDSGen's own sampler (DPM-Solver++ 2M, power-cosine guidance) and a Griffin-Lim decoder."""
+    from .adapters.griffin_lim import GriffinLimDecoder
+    from .adapters.mdsgen import MDSGenAdapter
+    from .adapters.mdsgen_model import MDSGEN_EMBEDDER_PREFIXES, MDSGen
+    from .adapters.loading import load_network
+    from .checkpoints import require_file
+    from .tasks import asset_path
+    from .tasks.audio_shapes import ASSET_MDSGEN, SHAPES_MDSGEN_CONFIG, SHAPES_SAMPLER
+
+    def checkpoint(ckpt: Optional[str] = None) -> Path:
+        return require_file(ckpt or asset_path(ASSET_MDSGEN), "mdsgen-shapes checkpoint",
+                            "run `condbench train audio-shapes --out DIR` and pass --ckpt DIR/" + ASSET_MDSGEN)
+
+    def check_sampler(sampler: Optional[str]) -> None:
+        if sampler not in (None, "dpm-solver++"):
+            raise ValueError(f"mdsgen-shapes has no sampler {sampler!r}; its samplers: dpm-solver++")
+
+    def factory(ckpt: Optional[str] = None, device: str = "cpu", embedders_only: bool = False,
+                sampler: Optional[str] = None, **options: Any) -> Adapter:
+        check_sampler(sampler)
+        model, info = load_network(lambda: MDSGen(SHAPES_MDSGEN_CONFIG), checkpoint(ckpt),
+                                   embedder_prefixes=MDSGEN_EMBEDDER_PREFIXES, embedders_only=embedders_only)
+        return MDSGenAdapter(model, "mdsgen-shapes", checkpoint=info, decoder=GriffinLimDecoder(),
+                             **{**SHAPES_SAMPLER, **options}).to(device)
+
+    def plan(sampler: Optional[str] = None, **options: Any) -> Adapter:
+        import torch
+
+        check_sampler(sampler)
+        for only_files in ("ckpt", "device", "embedders_only"):
+            options.pop(only_files, None)
+        with torch.device("meta"):
+            model = MDSGen(SHAPES_MDSGEN_CONFIG)
+        return MDSGenAdapter(model, "mdsgen-shapes", **{**SHAPES_SAMPLER, **options})
+
+    register_model(ModelEntry("mdsgen-shapes", "audio-shapes", SHAPES_MDSGEN_CONFIG.hidden_size,
+                              f"DPM-Solver++ 2M (multistep) {SHAPES_SAMPLER['num_steps']} steps, power-cosine CFG "
+                              f"{SHAPES_SAMPLER['cfg_scale']:g} (pow {SHAPES_SAMPLER['scale_pow']:g}), Griffin-Lim",
+                              "shipped in the package (condbench train audio-shapes)", factory,
+                              SHAPES_SAMPLER["num_steps"], SHAPES_SAMPLER["cfg_scale"], checkpoint, planner=plan,
+                              samplers=("dpm-solver++",)))
 
 
 def _sd3_entry(release) -> ModelEntry:
