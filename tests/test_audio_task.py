@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from condbench.metrics.audio import AudioFeatureExtractor, audio_scores, prepare
 from condbench.runner import RunOptions, run_suite
 from condbench.suites import load_suite
 
+from .audio_players import chromium_players
 from .test_mdsgen_loading import VOCODER
 from .test_mdsgen_parity import CONFIG, official_state
 
@@ -91,6 +93,29 @@ def write_metric_weights(root: Path) -> dict:
     state = {**panns.random_state_dict(0), "logmel_extractor.melW": panns.panns_mel_filters().float()}
     torch.save({"model": state}, root / "cnn14.pth")
     return {"vggish_weights": str(root / "vggish.pth"), "panns_weights": str(root / "cnn14.pth")}
+
+
+@pytest.mark.slow  # full-size VGGish and Cnn14 (no smaller configuration) four times: about a minute on 2 busy cores
+def test_ground_truth_features_are_computed_once_and_keyed_by_the_sound_files(offline_cache, tmp_path):
+    from condbench.tasks.audio import AudioTask
+
+    options = {**write_clip_files(tmp_path), **write_metric_weights(tmp_path)}
+    task = AudioTask(**options, num_clips=2, device="cpu")
+    extractor = AudioFeatureExtractor.from_weights(options["vggish_weights"], options["panns_weights"])
+    weights = {"vggish": "a" * 64, "panns": "b" * 64}
+    first = task._truth_features(extractor, weights)
+    cached = list((offline_cache / "vggsound" / "truth_features").iterdir())
+    assert len(cached) == 1
+    again = task._truth_features(extractor, weights)  # read back from the cache
+    assert np.array_equal(first.panns_logits, again.panns_logits) and len(first) == 2
+    direct = extractor([prepare_waveform(task.clips.audio(i), 16000, 8.0) for i in range(2)])
+    assert np.array_equal(first.panns_logits, direct.panns_logits.astype(np.float32))
+    assert np.array_equal(np.stack(first.vggish), np.stack(direct.vggish).astype(np.float32))
+    sound = task.clips.audio_path(0)
+    os.utime(sound, ns=(sound.stat().st_atime_ns, sound.stat().st_mtime_ns + 10**9))  # the file changed
+    task._truth_features(extractor, weights)
+    task._truth_features(extractor, {**weights, "panns": "c" * 64})  # other weights
+    assert len(list((offline_cache / "vggsound" / "truth_features").iterdir())) == 3
 
 
 @pytest.fixture(scope="module")
@@ -187,48 +212,16 @@ def test_a_pruning_policy_has_paired_deltas_against_the_baseline(audio_run):
         assert record["metrics"]["kl"] != base["metrics"]["kl"]  # pruning changed the sound
 
 
-# the page script the test adds to a copy of the report: once every player has read its sound (or failed), it
-# writes each one's readyState, duration and error code into the DOM, which --dump-dom then prints
-PROBE = """<script>
-function report() {
-  var players = Array.prototype.slice.call(document.querySelectorAll("audio"));
-  var done = players.every(function (a) { return a.readyState >= 1 || a.error; });
-  if (!done) { setTimeout(report, 50); return; }
-  var out = document.createElement("pre"); out.id = "audio-probe";
-  out.textContent = JSON.stringify(players.map(function (a) {
-    return {ready: a.readyState, duration: a.duration, error: a.error ? a.error.code : null,
-            expected: parseFloat(a.dataset.seconds)};
-  }));
-  document.body.appendChild(out);
-}
-report();
-</script></body>"""
-
-
 @slow_run
 def test_the_report_plays_every_clip_in_headless_chromium(audio_run, tmp_path):
     """The report's players load in a real browser and last as long as the generated sound (8.162 s)."""
-    import re
-    import shutil
-    import subprocess
-
     from condbench.reports.html import build_report
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    if chromium is None:
-        pytest.skip("no Chromium on this machine (apt-get install chromium)")
     root, suite, _ = audio_run
     page = build_report([root / "run"], tmp_path / "report.html").read_text()
     assert page.count("<audio") == 3 * 4 and page.count("data:audio/wav;base64,") == 3 * 4
     assert "mel spectrogram of clip 3" in page and "FD_VGG" in page and "FD_PANNs" in page
-    probe = tmp_path / "probe.html"
-    probe.write_text(page.replace("</body>", PROBE))
-    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--autoplay-policy="
-                          "no-user-gesture-required", "--virtual-time-budget=20000", "--dump-dom", probe.as_uri()],
-                         capture_output=True, text=True, timeout=120).stdout
-    found = re.search(r'<pre id="audio-probe">(.*?)</pre>', dom, re.S)
-    assert found, "the page's probe never ran"
-    players = json.loads(found.group(1).replace("&quot;", '"'))
+    players = chromium_players(page, tmp_path)
     assert len(players) == 12
     for player in players:
         assert player["error"] is None and player["ready"] >= 1

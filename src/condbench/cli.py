@@ -191,10 +191,16 @@ def _cmd_run(args: argparse.Namespace, score_only: bool = False) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    out = args.out or f"condbench-{args.task}"
     if args.task == "pose-digits":
         from .tasks.pose_digits_training import PoseDigitsTraining, write_pose_digits
 
-        write_pose_digits(args.out, PoseDigitsTraining(seed=args.seed, **({"steps": args.steps} if args.steps else {})))
+        write_pose_digits(out, PoseDigitsTraining(seed=args.seed, **({"steps": args.steps} if args.steps else {})))
+        return 0
+    if args.task == "audio-shapes":
+        from .tasks.audio_shapes_training import ShapesTraining, train_audio_shapes
+
+        train_audio_shapes(out, ShapesTraining(**({"steps": args.steps} if args.steps else {}), seed=args.seed))
         return 0
     from .tasks.digits_training import CLASSIFIER_EPOCHS, DiTTraining, train_digits
 
@@ -202,7 +208,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     settings = DiTTraining(steps=steps, seed=args.seed, track_every=args.track_every if args.track else 0)
     print(f"condbench train digits: first the digits classifier ({CLASSIFIER_EPOCHS} epochs; --steps does not change "
           f"it), then the DiT for --steps {steps} steps.")
-    paths = train_digits(args.out, settings)
+    paths = train_digits(out, settings)
     dit, classifier = (shlex.quote(str(paths[k])) for k in ("dit", "classifier"))
     print(f"Use them: in a suite, model_options: {{dit-digits: {{ckpt: {dit}}}}} and task_options: "
           f"{{classifier: {classifier}}}; or `condbench analyze --model dit-digits --ckpt {dit}`.")
@@ -306,10 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.set_defaults(func=lambda a: _cmd_run(a, score_only=True))
 
-    p = sub.add_parser("train", help="train the built-in networks: digits (DiT + CNN), pose-digits (tiny X-MDPT)")
-    p.add_argument("task", choices=["digits", "pose-digits"])
-    p.add_argument("--out", default="condbench-digits", help="directory for the checkpoints")
-    p.add_argument("--steps", type=int, help="training steps (the shipped models: digits 10000, pose-digits 3000)")
+    p = sub.add_parser("train", help="train the networks of a built-in task: digits (DiT + CNN), pose-digits (tiny "
+                                     "X-MDPT), audio-shapes (tiny MDSGen + audio CNN)")
+    p.add_argument("task", choices=["digits", "pose-digits", "audio-shapes"])
+    p.add_argument("--out", help="directory for the checkpoints (default condbench-TASK)")
+    p.add_argument("--steps", type=int, help="diffusion training steps (the shipped models: digits 10000, "
+                                             "pose-digits 3000, audio-shapes 3000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--track", action="store_true", help="record cosine and nPR of c during training")
     p.add_argument("--track-every", type=int, default=250)

@@ -186,6 +186,7 @@ def _register_builtins() -> None:
     from .adapters.dit_model import DiT
     from .adapters.zoo import DIT_EMBEDDERS, RELEASES
     from .tasks.audio import AudioTask
+    from .tasks.audio_shapes import ShapesAudioTask
     from .tasks.digits import ASSET_DIT, DIGITS_DIT_CONFIG, DIGITS_SAMPLER, DigitsTask
     from .tasks.imagenet import ImageNetTask
     from .adapters.xmdpt_model import XMDPT, XMDPT_EMBEDDER_PREFIXES
@@ -210,6 +211,7 @@ def _register_builtins() -> None:
         f"DDIM {XMDPT_DIGITS_SAMPLER['num_steps']} respaced steps (eta 0), CFG {XMDPT_DIGITS_SAMPLER['cfg_scale']} "
         f"power-cosine (pow {XMDPT_DIGITS_SAMPLER['scale_pow']}) on all channels", XMDPT_DIGITS_CONFIG.hidden_size,
         contract_inputs=lambda: (PoseDigitsTask(num_pairs=3).conditions(), (1, 8, 8))))
+    register_model(_mdsgen_shapes_entry())
     for release in RELEASES:
         defaults = release.sampler_defaults
         register_model(ModelEntry(release.name, release.task, release.c_dim, release.sampler, release.weights.url,
@@ -228,6 +230,8 @@ def _register_builtins() -> None:
                             TextTask))
     register_task(TaskEntry("audio", "video-to-audio on the VGGSound test clips (MDSGen): FD_VGG, FD_PANNs, KL, IS "
                             "(av-benchmark protocol)", AudioTask))
+    register_task(TaskEntry("audio-shapes", "synthetic moving-square videos whose look sets a sound, built in (no "
+                            "download): FD / KL / IS of the task's own audio classifier", ShapesAudioTask))
     register_task(TaskEntry("pose", "pose-guided person images, DeepFashion test pairs (PIDM protocol: FID, SSIM, "
                             "LPIPS, PSNR)", PoseTask))
 
@@ -235,10 +239,11 @@ def _register_builtins() -> None:
 def _shipped_entry(name: str, task: str, asset: str, train_task: str, build: Callable[[], Any],
                    adapter: Callable[..., Adapter], defaults: dict, sampler_name: str, embedder_prefixes: tuple[str, ...],
                    sampler_line: str, c_dim: int,
-                   contract_inputs: Optional[Callable[[], tuple[Any, tuple[int, ...]]]] = None) -> ModelEntry:
+                   contract_inputs: Optional[Callable[[], tuple]] = None) -> ModelEntry:
     """A registry entry for a tiny network shipped in the package (``assets/ASSET``, reproduced by
     ``condbench train TRAIN_TASK``): ``build()`` makes the network, ``adapter(network, checkpoint=, **sampler)`` wraps it;
-    ``contract_inputs()`` gives the adapter contract's conditions and sample shape (None: no contract case)."""
+    ``contract_inputs()`` gives the adapter contract's conditions, decoded shape and optionally its value range
+    (default [0, 1]; None: any finite values); no ``contract_inputs``: no contract case."""
     import torch
 
     from .adapters.loading import load_network
@@ -274,12 +279,37 @@ def _shipped_entry(name: str, task: str, asset: str, train_task: str, build: Cal
 
         if model_config:
             raise ValueError(f"{name} has one size (its checkpoint's); it takes no model_config")
-        conditions, shape = contract_inputs()
-        return ContractCase(factory(ckpt, num_steps=3), conditions, shape, checkpoint=checkpoint(ckpt))
+        conditions, shape, *value_range = contract_inputs()
+        return ContractCase(factory(ckpt, num_steps=3), conditions, shape, *value_range, checkpoint=checkpoint(ckpt))
 
     return ModelEntry(name, task, c_dim, sampler_line, f"shipped in the package (condbench train {train_task})", factory,
                       defaults["num_steps"], defaults["cfg_scale"], checkpoint, planner=plan, samplers=(sampler_name,),
                       contract_case=contract_case if contract_inputs else None)
+
+
+def _mdsgen_shapes_entry() -> ModelEntry:
+    """``mdsgen-shapes``: MDSGen's network at a tiny size, trained on the audio-shapes clips, shipped in the package;
+    MDSGen's own sampler (DPM-Solver++ 2M, power-cosine guidance) and a Griffin-Lim decoder."""
+    import torch
+
+    from .adapters.griffin_lim import GriffinLimDecoder
+    from .adapters.mdsgen import MDSGenAdapter
+    from .adapters.mdsgen_model import MDSGEN_EMBEDDER_PREFIXES, MDSGen
+    from .datasets.shapes_audio import AUDIO_SAMPLES
+    from .tasks.audio_shapes import ASSET_MDSGEN, SHAPES_MDSGEN_CONFIG, SHAPES_SAMPLER
+
+    def contract_inputs() -> tuple:
+        config = SHAPES_MDSGEN_CONFIG  # three random clips' (frames, features), a waveform each, any finite values
+        features = torch.rand(3, config.num_frames, config.feature_dim, generator=torch.Generator().manual_seed(0))
+        return features, (AUDIO_SAMPLES,), None
+
+    return _shipped_entry(
+        "mdsgen-shapes", "audio-shapes", ASSET_MDSGEN, "audio-shapes", lambda: MDSGen(SHAPES_MDSGEN_CONFIG),
+        lambda model, **options: MDSGenAdapter(model, "mdsgen-shapes", decoder=GriffinLimDecoder(), **options),
+        SHAPES_SAMPLER, "dpm-solver++", MDSGEN_EMBEDDER_PREFIXES,
+        f"DPM-Solver++ 2M (multistep) {SHAPES_SAMPLER['num_steps']} steps, power-cosine CFG "
+        f"{SHAPES_SAMPLER['cfg_scale']:g} (pow {SHAPES_SAMPLER['scale_pow']:g}), Griffin-Lim",
+        SHAPES_MDSGEN_CONFIG.hidden_size, contract_inputs=contract_inputs)
 
 
 def _sd3_entry(release) -> ModelEntry:

@@ -220,7 +220,8 @@ class MDSGenAdapter(Adapter):
         return {"adapter": self.name, "family": self.family, "model_config": self.config.to_dict(),
                 "sampler": {**self.solver.describe(), "cfg_scale": self.cfg_scale, "scale_pow": self.scale_pow,
                             "guidance": "power-cosine: uncond + s(t) (cond - uncond), null = video part zeroed, "
-                                        "two forwards per step; first 8 output channels are eps",
+                                        f"two forwards per step; first {self.config.in_channels} output "
+                                        "channels are eps",
                             "betas": "linear 1e-4..0.02, 1000 steps (float64)",
                             "time_input": "(t_continuous - 1/1000) * 1000, float",
                             "state": "[x; previous data prediction] on the channel axis",

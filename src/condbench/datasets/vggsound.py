@@ -104,9 +104,10 @@ def frame_indices(starts: np.ndarray, count: int, fps: float = FPS) -> np.ndarra
 
 
 def read_frames(path: str | Path, max_frames: int = CONTEXT_FRAMES, min_frames: int = FRAMES,
-                min_seconds: float = CLIP_SECONDS) -> torch.Tensor:
-    """RGB frames at 4 fps from the start of the clip at ``path``: (T, 3, 224, 224) float in [0, 1], T in
-    [min_frames, max_frames] (as many 4 fps instants as the clip lasts)."""
+                min_seconds: float = CLIP_SECONDS, fps: float = FPS, size: int = FRAME_SIZE) -> torch.Tensor:
+    """RGB frames at ``fps`` from the start of the clip at ``path``: (T, 3, size, size) float in [0, 1], T in
+    [min_frames, max_frames] (as many instants as the clip lasts). The defaults are MDSGen's: 4 fps, 224x224,
+    at least 8.16 s; the built-in audio-shapes task reads its own clips here with its own settings."""
     from PIL import Image
 
     path = Path(path)
@@ -114,18 +115,19 @@ def read_frames(path: str | Path, max_frames: int = CONTEXT_FRAMES, min_frames: 
     stamps = np.asarray(reader.get_frame_timestamp(np.arange(len(reader))), dtype=np.float64)  # (L, 2) start, end
     duration = float(stamps[-1, 1])
     if duration < min_seconds - 1e-3:
-        raise ClipError(f"{path} lasts {duration:.2f} s, shorter than the {min_seconds:.2f} s MDSGen generates")
-    count = min(max_frames, int(np.ceil(duration * FPS - 1e-6)))
+        raise ClipError(f"{path} lasts {duration:.2f} s, shorter than the {min_seconds:.2f} s the task generates")
+    count = min(max_frames, int(np.ceil(duration * fps - 1e-6)))
     if count < min_frames:
-        raise ClipError(f"{path} gives {count} frames at {FPS} fps, fewer than {min_frames}")
-    indices = frame_indices(stamps[:, 0], count)
+        raise ClipError(f"{path} gives {count} frames at {fps:g} fps, fewer than {min_frames}")
+    indices = frame_indices(stamps[:, 0], count, fps)
     try:
         batch = reader.get_batch(indices.tolist()).asnumpy()  # (T, H, W, 3) uint8
     except Exception as error:
         raise ClipError(f"cannot decode frames {indices.min()}..{indices.max()} of {path}: {error}. The file is "
                         "truncated or damaged; download the clip again") from None
-    resized = [np.asarray(Image.fromarray(frame).resize((FRAME_SIZE, FRAME_SIZE), Image.BILINEAR)) for frame in batch]
-    return torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2).float() / 255.0  # (T, 3, 224, 224)
+    if batch.shape[1:3] != (size, size):
+        batch = np.stack([np.asarray(Image.fromarray(frame).resize((size, size), Image.BILINEAR)) for frame in batch])
+    return torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 255.0  # (T, 3, size, size)
 
 
 def read_audio(path: str | Path, samples: int = AUDIO_SAMPLES) -> torch.Tensor:

@@ -31,7 +31,10 @@ METRICS = {
     "class_fidelity": ("class fidelity", "higher"), "ssim": ("SSIM", "higher"), "lpips": ("LPIPS", "lower"),
     "psnr": ("PSNR", "higher"), "fad": ("FAD", "lower"), "kl": ("KL", "lower"),
     "fd_vgg": ("FD_VGG", "lower"), "fd_panns": ("FD_PANNs", "lower"), "clips": ("clips", None),
-    "vggish_patches": ("VGGish patches", None),
+    "vggish_patches": ("VGGish patches", None), "ssim_256": ("SSIM_256", "higher"),
+    # the built-in tasks' metrics in their own classifiers' feature spaces (not comparable to the paper's)
+    "fid_digits_cnn": ("FID (digits CNN)", "lower"), "fd_shapes_cnn": ("FD (shapes CNN)", "lower"),
+    "kl_shapes_cnn": ("KL (shapes CNN)", "lower"), "is_shapes_cnn": ("IS (shapes CNN)", "higher"),
 }
 # the columns of the across-tasks table (each task's own tables show every metric)
 HEADLINE = ("fid", "is", "clip_score", "class_fidelity", "ssim", "lpips", "psnr", "fad", "fd_vgg", "fd_panns", "kl")

@@ -5,10 +5,13 @@ features (32, 512): a precomputed ``{name}.npz`` in ``feature_dir`` when there i
 clip's frames, saved once per clip under ``$CONDBENCH_CACHE/vggsound/cavp/<checkpoint sha256>/`` (features do
 not depend on the policy). The Table-1 statistics of c run over the same clips. Generated sound is compared
 with the clip's own sound (``{name}.wav`` in ``audio_dir``, else the clip's audio stream), both cut to
-``clip_seconds`` (8 s: av-benchmark's VGGSound length; 8.16 s, MDSGen's full output, is the other choice).
+``clip_seconds`` (8 s: av-benchmark's VGGSound length; 8.16 s, MDSGen's full output, is the other choice). The
+ground truth's metric features are computed once and cached (keyed by the sound files, the cut and the weights).
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from functools import cached_property
 from pathlib import Path
 from typing import Callable, Optional
@@ -19,8 +22,9 @@ import torch
 from ..checkpoints import CheckpointNotFoundError, file_sha256
 from ..datasets.vggsound import CSV_URL, FEATURE_DIM, FRAMES, VGGSoundClips, read_features, read_split
 from ..hub import cache_root, offline
-from ..metrics.audio import CLIP_SECONDS, IS_SPLITS, SAMPLE_RATE, prepare_waveform
-from .audio_metrics import AudioEvaluator
+from ..metrics.audio import CLIP_SECONDS, IS_SPLITS, SAMPLE_RATE, AudioFeatures, prepare_waveform
+from ..storage import atomic_save_npz
+from .audio_metrics import AudioEvaluator, pack, unpack
 
 MISSING_SHOWN = 5  # missing clip files named in the preflight message; the rest are counted
 
@@ -193,12 +197,26 @@ class AudioTask:
 
             vggish, panns = self.vggish_path(), self.panns_path()
             extractor = AudioFeatureExtractor.from_weights(vggish, panns, self.device, download=not offline())
-            truth = [prepare_waveform(self.clips.audio(i), SAMPLE_RATE, self.clip_seconds)
-                     for i in range(len(self.clips))]
-            self._evaluator = AudioEvaluator(extractor, extractor(truth), self.clip_ids(), self.clip_seconds,
-                                             is_splits=self.is_splits,
-                                             weights={"vggish": file_sha256(vggish), "panns": file_sha256(panns)})
+            weights = {"vggish": file_sha256(vggish), "panns": file_sha256(panns)}
+            self._evaluator = AudioEvaluator(extractor, self._truth_features(extractor, weights), self.clip_ids(),
+                                             self.clip_seconds, is_splits=self.is_splits, weights=weights)
         return self._evaluator
+
+    def _truth_features(self, extractor, weights: dict) -> AudioFeatures:
+        """The ground-truth clips' VGGish / Cnn14 features, computed once and cached under
+        ``$CONDBENCH_CACHE/vggsound/truth_features/``, keyed by every clip's sound file (path, size, modification
+        time), the cut and the weights' sha256 (they do not depend on the model or the policy)."""
+        files = [self.clips.audio_path(i) for i in range(len(self.clips))]
+        key = json.dumps({"files": [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files],
+                          "clip_seconds": self.clip_seconds, "sample_rate": SAMPLE_RATE, "weights": weights})
+        path = vggsound_root() / "truth_features" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz"
+        if not path.is_file():
+            truth = [prepare_waveform(self.clips.audio(i), SAMPLE_RATE, self.clip_seconds) for i in range(len(files))]
+            features, logits = pack(extractor(truth))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_save_npz(path, {"features": features.numpy(), "logits": logits.numpy()})
+        with np.load(path) as cached:  # the same float32 values whether just computed or cached
+            return unpack(cached["features"], cached["logits"])
 
     def describe(self) -> dict:
         return {"task": self.name, "split": self.split, "num_samples": self.num_samples, "csv": str(self.csv),
