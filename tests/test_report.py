@@ -70,8 +70,10 @@ def test_report_is_self_contained_small_and_holds_every_policy(report, quickstar
     for spec in suite.policies:
         assert f"data-v='{parse_policy(spec).canonical()}'" in text
     for section in ("Embedding statistics (Table 1)", "Policies (Table 2)", "Samples", "Across tasks",
-                    "Training dynamics", "Provenance"):
+                    "Training dynamics", "Block diversity", "Provenance"):
         assert section in text
+    assert "block CKA heatmaps" in text  # the suite's blocks probe (seed 003), beside the const-t cell (seed 004)
+    assert "const-t:500" in suite.blocks["policies"] and "none: t replaced by t(T)" in text
     assert text.count("data:image/png;base64,") >= 5 + 3 + len(suite.policies) + 1
 
 
