@@ -86,7 +86,8 @@ def _unknown_option(tmp_path: Path) -> Suite:
 @pytest.mark.parametrize("command, make, message", [
     ("run", _bad_checkpoint, "not a checkpoint"),
     ("run", _unknown_option, "unexpected keyword argument 'colour'"),
-    ("run", lambda _: tiny_suite(samples_per_clas=3), "key 'task_options' does not fit task 'digits'"),
+    ("run", lambda _: tiny_suite(samples_per_clas=3),
+     "task_options key 'samples_per_clas' is not an option of task 'digits'. Did you mean 'samples_per_class'?"),
     ("score", lambda _: tiny_suite(policies=("baseline", "head:0.5")), "head:0.5: indices 0..9 are missing"),
 ])
 def test_a_failing_run_after_a_finished_one_changes_none_of_its_files(run_dir, tmp_path, capsys, command, make,

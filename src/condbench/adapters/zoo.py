@@ -290,6 +290,18 @@ def _cavp_features() -> torch.Tensor:
     return torch.randn(3, 32, 512, generator=torch.Generator().manual_seed(0))
 
 
+def _xmdpt_pair_conditions():
+    """Three pairs' X-MDPT conditions, random, at the tiny contract size (:data:`TINY_XMDPT`), sliceable like the
+    pose task's: DINOv2 pose (3, 5, 16) and source (3, 5, 24) tokens and the source latent (3, 4, 8, 8)."""
+    from ..tasks.pose import PairBatch, PairConditions
+
+    generator = torch.Generator().manual_seed(0)
+    tensors = {"pose_features": torch.randn(3, 5, 16, generator=generator),
+               "source_features": torch.randn(3, 5, 24, generator=generator),
+               "source_latent": torch.randn(3, 4, 8, 8, generator=generator)}
+    return PairConditions(lambda rows: PairBatch({k: v[rows.start:rows.stop] for k, v in tensors.items()}, rows), 3)
+
+
 def _audioldm_available(source: Optional[str | Path] = None) -> None:
     from .audioldm import AUDIOLDM_REPO, require_audioldm
 
@@ -347,13 +359,16 @@ def _xmdpt_release(size: str, drive_id: str) -> ReleasedModel:
         XMDPT_SIZES[size]["hidden_size"], "DDIM 50 respaced steps (eta 0), CFG 2.0 power-cosine (pow 0.01) on all channels",
         dict(num_steps=50, cfg_scale=2.0, scale_pow=0.01), ignore_prefixes=XMDPT_TRAINING_ONLY_PREFIXES,
         embedder_prefixes=XMDPT_EMBEDDER_PREFIXES, decoder=_xmdpt_vae, task="pose", decoder_at=_xmdpt_vae,
-        check_file=_xmdpt_size_check(size), samplers={"ddim": {}})
+        check_file=_xmdpt_size_check(size), samplers={"ddim": {}}, tiny_config=TINY_XMDPT,
+        contract_conditions=_xmdpt_pair_conditions, contract_output=((3, 64, 64), (0.0, 1.0)))
 
 
 TINY_DIT = dict(depth=2, hidden_size=32, num_heads=4, input_size=8, num_classes=10)
 TINY_MDT = dict(depth=6, decode_layer=2, hidden_size=16, num_heads=4, input_size=8, num_classes=10)
 TINY_LIGHTNINGDIT = dict(input_size=4, patch_size=1, hidden_size=32, depth=2, num_heads=4, mlp_ratio=2.0, num_classes=10)
 TINY_MDSGEN = dict(hidden_size=32, depth=3, num_heads=2, decode_layer=1)
+TINY_XMDPT = dict(input_size=8, hidden_size=32, depth=3, num_heads=4, decode_layer=1, pose_dim=16, source_dim=24,
+                  feature_tokens=5)
 TINY_UVIT = dict(img_size=8, embed_dim=32, depth=4, num_heads=4, mlp_ratio=2, num_classes=11)
 DIT_SAMPLER = "DDPM 250 respaced steps, learned sigma, CFG 1.5 on ch[:3]"
 MG_PARTS = tuple(f"https://github.com/tzco/diffusion-wo-cfg/releases/download/1.0/SiT-XL-2-MG-{p}" for p in "abcdef")

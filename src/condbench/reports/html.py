@@ -370,10 +370,11 @@ def sounds(runs: list[Run]) -> Optional[dict]:
 
 
 def image_grids(runs: list[Run]) -> list[dict]:
+    """Image sample grids (N, C, H, W), one per (model, policy); waveform grids are the players' (:func:`sounds`)."""
     out = []
     for run in runs:
         for key, name in run.results.get("grids", {}).items():
-            if name in run.grids:
+            if name in run.grids and run.grids[name].ndim == 4:
                 grid = run.grids[name]
                 out.append({"key": key, "caption": key.replace("|", " · "),
                             "uri": plots.grid_png(grid, per_row=plots.grid_per_row(len(grid)))})
