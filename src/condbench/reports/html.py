@@ -254,7 +254,8 @@ def model_protocol(run: Run, model: str, records: list[dict]) -> list[tuple[str,
     steps = f", {sampler['num_steps']} steps" if sampler.get("num_steps") else ""
     return [("sampler", f"{sampler.get('name', '?')}{steps}"), ("guidance", guidance_text(sampler)),
             ("samples", f"{first['num_samples']} per policy, seed {first['seed']}, the same noise per sample index"),
-            ("bootstrap", f"{resamples} paired resamples per Δ interval (95%, percentile)" if resamples else "none"),
+            ("bootstrap", f"{resamples} paired resamples per Δ interval (95% basic interval, pivot about their "
+                          "median)" if resamples else "none"),
             ("metric protocol", "; ".join(sorted({r["protocol"] for r in records})))]
 
 
