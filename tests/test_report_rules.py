@@ -103,3 +103,13 @@ def test_provenance_names_the_git_commit_or_says_there_is_none(tmp_path):
     head = subprocess.run(["git", "-C", str(html.__file__.rsplit("/", 1)[0]), "rev-parse", "HEAD"],
                           capture_output=True, text=True).stdout.strip()
     assert here["commit"] == head and html.git_text({"git": here}).startswith(head)
+
+
+def test_the_protocol_box_names_the_power_cosine_guidance_schedule():
+    """MDT / X-MDPT / MDSGen scale guidance by t: the box must not read as a constant scale."""
+    from condbench.reports.html import guidance_text
+
+    assert guidance_text({"cfg_scale": 2.0, "scale_pow": 0.01}).startswith(
+        "classifier-free, power-cosine schedule (pow 0.01) up to scale 2")
+    assert guidance_text({"cfg_scale": 1.5, "cfg_channels": 3}).startswith("classifier-free, scale 1.5, on the first 3")
+    assert guidance_text({"cfg_scale": 1.0}).startswith("none")

@@ -241,8 +241,11 @@ def guidance_text(sampler: dict) -> str:
     if scale is None or scale == 1.0:
         return "none (one conditional forward per step)"
     channels = sampler.get("cfg_channels")
-    where = f", on the first {channels} channels" if channels else ""
-    return f"classifier-free, scale {scale:g}{where}: a conditional and an unconditional branch per step"
+    where = f", on the first {channels} output channels" if channels else ""
+    # MDT, X-MDPT and MDSGen scale the guidance by a power-cosine of t (they carry scale_pow)
+    how = (f"power-cosine schedule (pow {sampler['scale_pow']:g}) up to scale {scale:g}" if "scale_pow" in sampler
+           else f"scale {scale:g}")
+    return f"classifier-free, {how}{where}: a conditional and an unconditional branch per step"
 
 
 def model_protocol(run: Run, model: str, records: list[dict]) -> list[tuple[str, str]]:
