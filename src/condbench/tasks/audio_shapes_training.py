@@ -24,6 +24,7 @@ from ..adapters.mdsgen_model import MDSGen, MDSGenConfig
 from ..checkpoints import save_safetensors
 from ..datasets.shapes_audio import draw_clip, render_frames, synthesize, video_features
 from .audio_shapes import ASSET_CLASSIFIER, ASSET_MDSGEN, SHAPES_MDSGEN_CONFIG, ShapesAudioClassifier
+from .training_loop import log_progress, step_with_ema
 
 Log = Callable[[str], None]
 TRAIN_SEED = 1_000_003  # the training clips' seed; test clips use the task's seed (0 by default)
@@ -110,16 +111,9 @@ def train_mdsgen(conditions: torch.Tensor, mels: torch.Tensor, settings: ShapesT
         noise = torch.randn(x0.shape, generator=generator)
         eps = model(diffusion.q_sample(x0, steps, noise), steps.float(), feats, keep)
         loss = torch.nn.functional.mse_loss(eps, noise)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            for p_ema, p in zip(ema.parameters(), model.parameters()):
-                p_ema.lerp_(p, 1 - settings.ema_decay)
+        step_with_ema(loss, optimizer, model, ema, settings.ema_decay)
         if step % 250 == 0 or step == settings.steps:
-            elapsed = time.time() - started
-            log(f"mdsgen: step {step}/{settings.steps} loss {float(loss.detach()):.4f} "
-                f"({elapsed:.0f}s, eta {elapsed / step * (settings.steps - step):.0f}s)")
+            log_progress(log, "mdsgen", step, settings.steps, loss, started)
     return ema.eval()
 
 

@@ -21,6 +21,7 @@ from ..analysis import embedding_statistics
 from ..checkpoints import save_safetensors
 from .digits import (ASSET_CLASSIFIER, ASSET_DIT, ASSET_TRACK, DIGITS_DIT_CONFIG, NUM_CLASSES, DigitsClassifier,
                      classifier_split, load_digits_images, run_classifier)
+from .training_loop import log_progress, step_with_ema
 
 Log = Callable[[str], None]
 
@@ -99,18 +100,11 @@ def train_dit(settings: DiTTraining, log: Log = print) -> tuple[DiT, list[dict]]
         noise = torch.randn(x0.shape, generator=generator)
         xt = diffusion.q_sample(x0, steps, noise)
         loss = diffusion.hybrid_loss(model(xt, steps, y), x0, xt, steps, noise).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            for p_ema, p in zip(ema.parameters(), model.parameters()):
-                p_ema.lerp_(p, 1 - settings.ema_decay)
+        step_with_ema(loss, optimizer, model, ema, settings.ema_decay)
         if settings.track_every and (step % settings.track_every == 0 or step == 1):
             track.append(_track_point(model, step, float(loss.detach())))
         if step % 500 == 0 or step == settings.steps:
-            elapsed = time.time() - started
-            log(f"dit: step {step}/{settings.steps} loss {float(loss.detach()):.4f} "
-                f"({elapsed:.0f}s, eta {elapsed / step * (settings.steps - step):.0f}s)")
+            log_progress(log, "dit", step, settings.steps, loss, started)
     return ema.eval(), track
 
 

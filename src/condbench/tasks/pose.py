@@ -80,6 +80,32 @@ class PairConditions:
             yield self[start:start + size]
 
 
+class PairedConditionsMixin:
+    """What a paired task's conditions are to the runner: pair i's ``cond`` dict on slicing, the same pairs for the
+    Table-1 analysis (continuous conditions: statistics over pairs, not classes), the pair index as each sample's
+    label, and the pairs' mean condition for ``mask=fixed`` policies. A task gives ``pair_batch`` and ``num_samples``."""
+
+    @cached_property
+    def _conditions(self) -> PairConditions:
+        return PairConditions(self.pair_batch, self.num_samples)
+
+    def conditions(self) -> PairConditions:
+        """The condition of every sample index: pair i's ``cond`` dict, on slicing."""
+        return self._conditions
+
+    def analysis_conditions(self) -> PairConditions:
+        """Every pair once."""
+        return self._conditions
+
+    def labels(self) -> torch.Tensor:
+        """What each sample is scored against: its pair index (N,), indexable by the paired bootstrap."""
+        return torch.arange(self.num_samples)
+
+    def prepare_adapter(self, adapter) -> None:
+        """The adapter's mean condition over the pairs, for ``mask=fixed`` policies."""
+        adapter.set_condition_mean(self._conditions)
+
+
 def default_root() -> Path:
     return cache_root() / "deepfashion"
 
@@ -89,7 +115,7 @@ def folder_sha256(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): file_sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-class PoseTask:
+class PoseTask(PairedConditionsMixin):
     """DeepFashion test pairs, their X-MDPT conditions, and the PIDM metric set.
 
     Options: ``root`` (pairs files, ``pose/``, default ``<cache>/deepfashion``), ``images`` (the LMDB or PNG
@@ -139,26 +165,6 @@ class PoseTask:
         if not (self.root / "test_pairs.txt").is_file():
             return self.num_pairs or TEST_PAIRS  # a plan before the files exist
         return min(len(self.dataset), self.num_pairs or len(self.dataset))
-
-    @cached_property
-    def _conditions(self) -> PairConditions:
-        return PairConditions(self.pair_batch, self.num_samples)
-
-    def conditions(self) -> PairConditions:
-        """The condition of every sample index: pair i's ``cond`` dict, on slicing."""
-        return self._conditions
-
-    def analysis_conditions(self) -> PairConditions:
-        """Every test pair once: Table 1's statistics over pairs (the conditions are continuous, not classes)."""
-        return self._conditions
-
-    def labels(self) -> torch.Tensor:
-        """What each sample is scored against: its pair index (N,), indexable by the paired bootstrap."""
-        return torch.arange(self.num_samples)
-
-    def prepare_adapter(self, adapter) -> None:
-        """The adapter's mean condition over the test pairs, for ``mask=fixed`` policies."""
-        adapter.set_condition_mean(self._conditions)
 
     def _dinov2_spec(self, spec):
         return dataclasses.replace(spec, **self.dinov2_overrides) if self.dinov2_overrides else spec

@@ -22,7 +22,7 @@ import torch
 
 from ..adapters.xmdpt_model import XMDPTConfig
 from ..encoders.patch_tokens import PATCH, patch_tokens, token_count
-from .pose import PairBatch, PairConditions
+from .pose import PairBatch, PairedConditionsMixin
 
 IMAGE_SIZE = 8
 # The tiny X-MDPT of pose-digits: 16 tokens of 2x2 pixel patches, D = 64, learned sigma; condition widths are
@@ -116,7 +116,7 @@ class PoseDigitsEvaluator:
                 f"quantised to uint8; paired-bootstrap intervals use the eigenvalue form of the FID and the per-pair means")
 
 
-class PoseDigitsTask:
+class PoseDigitsTask(PairedConditionsMixin):
     """Pose-guided generation of 8x8 digits: every pair of the test split, conditions computed in memory.
 
     Options: ``num_pairs`` (the first N test pairs; None: all 359), ``seed`` (the source of each pair),
@@ -154,26 +154,6 @@ class PoseDigitsTask:
 
     def pair_batch(self, indices: range) -> PairBatch:
         return PairBatch({k: v[indices.start:indices.stop] for k, v in self._cond.items()}, indices)
-
-    @cached_property
-    def _conditions(self) -> PairConditions:
-        return PairConditions(self.pair_batch, self.num_samples)
-
-    def conditions(self) -> PairConditions:
-        """The condition of every sample index: pair i's ``cond`` dict, on slicing."""
-        return self._conditions
-
-    def analysis_conditions(self) -> PairConditions:
-        """Every pair once: Table-1 statistics over pairs (continuous conditions, not classes)."""
-        return self._conditions
-
-    def labels(self) -> torch.Tensor:
-        """What each sample is scored against: its pair index (N,)."""
-        return torch.arange(self.num_samples)
-
-    def prepare_adapter(self, adapter) -> None:
-        """The mean condition over the pairs, for ``mask=fixed`` policies."""
-        adapter.set_condition_mean(self._conditions)
 
     def grid_context(self, count: int) -> dict[str, np.ndarray]:
         """Source, pose and target of the first ``count`` pairs ((count, 1, 8, 8) float32 in [0, 1]) for the

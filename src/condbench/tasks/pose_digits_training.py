@@ -23,6 +23,7 @@ from ..adapters.xmdpt_model import XMDPT, XMDPTConfig
 from ..checkpoints import save_safetensors
 from ..datasets.digit_pairs import DigitPairs, pose_map
 from .pose_digits import ASSET_XMDPT, XMDPT_DIGITS_CONFIG, digit_conditions
+from .training_loop import log_progress, step_with_ema
 
 Log = Callable[[str], None]
 TRAIN_THREADS = 1
@@ -86,16 +87,9 @@ def _train(settings: PoseDigitsTraining, log: Log) -> XMDPT:
         noise = torch.randn(x0.shape, generator=generator)
         xt = diffusion.q_sample(x0, t, noise)
         loss = diffusion.hybrid_loss(model(xt, t, y * keep[:, None]), x0, xt, t, noise).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            for p_ema, p in zip(ema.parameters(), model.parameters()):
-                p_ema.lerp_(p, 1 - settings.ema_decay)
+        step_with_ema(loss, optimizer, model, ema, settings.ema_decay)
         if step % 250 == 0 or step == settings.steps:
-            elapsed = time.time() - started
-            log(f"xmdpt-digits: step {step}/{settings.steps} loss {float(loss.detach()):.4f} "
-                f"({elapsed:.0f}s, eta {elapsed / step * (settings.steps - step):.0f}s)")
+            log_progress(log, "xmdpt-digits", step, settings.steps, loss, started)
     return ema.eval()
 
 
