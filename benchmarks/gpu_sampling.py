@@ -9,10 +9,13 @@ torch.compile), it measures:
   the counter sees on every device), hence the achieved TFLOP/s and the MFU against the device's dense bf16 peak;
 - samples/s of the model's default sampler (guidance included) over ``--steps`` steps (default: all of them);
 - peak memory (CUDA: the allocator's peak; CPU: the process's peak resident set);
-- the ratio of each row to fp32, and to tf32.
+- the ratio of each row to fp32, and to tf32;
+- with ``--together P``: samples/s of P policies sampled in one call (``condbench run --together``) against the
+  same P policies one call each, at the same samples per policy (bf16).
 
     python benchmarks/gpu_sampling.py --device cuda --out gpu_sampling.json
     python benchmarks/gpu_sampling.py --small --device cpu --batch 8 --steps 3     # tiny networks, for the CPU
+    python benchmarks/gpu_sampling.py --device cuda --batch 64 --together 13         # REPA Table 2's 13 policies
 
 The JSON's ``rows_per_s`` feeds ``condbench run SUITE --dry-run --throughput FILE.json`` (projected wall time).
 """
@@ -33,6 +36,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from condbench.adapters.zoo import RELEASES, ReleasedModel
+from condbench.policies import parse_policy
+from condbench.policy_group import PolicyGroup, tile_conditions
 from condbench.seeding import PairedNoise
 
 MODELS = ("dit-xl-2", "repa-sit-xl-2", "lightningdit-xl-1", "mdt-xl-2")
@@ -132,6 +137,31 @@ def measure(release: ReleasedModel, args: argparse.Namespace, precision: str, co
             "peak_memory_mb": peak_memory_mb(device)}
 
 
+def measure_together(release: ReleasedModel, args: argparse.Namespace, count: int) -> dict:
+    """samples/s of ``count`` policies in one sampler call against one call per policy (bf16, the same samples
+    per policy): what ``condbench run --together`` gains where one policy's batch leaves the device idle."""
+    device = torch.device(args.device)
+    adapter = build(release, device, args.small, "bf16", False, args.steps)
+    samples = max(1, args.batch // adapter.evaluations_per_step())  # per policy
+    d = adapter.embed_dim
+    specs = ["baseline"] + [f"topk:{max(1, d * k // (count + 1))}" for k in range(1, count)]
+    policies = tuple(parse_policy(spec) for spec in specs)
+    labels = torch.randint(0, adapter.num_classes, (samples,))
+
+    def alone() -> None:
+        for policy in policies:
+            adapter.sample(labels, PairedNoise(0, range(samples), device), policy)
+
+    def together() -> None:
+        adapter.sample(tile_conditions(labels, count), PairedNoise(0, list(range(samples)) * count, device),
+                       PolicyGroup(policies, samples))
+
+    alone_s, together_s = timed(device, alone, 1), timed(device, together, 1)
+    return {"model": release.name, "precision": "bf16", "policies": count, "samples_per_policy": samples,
+            "samples_per_s_alone": count * samples / alone_s, "samples_per_s_together": count * samples / together_s,
+            "speedup": alone_s / together_s}
+
+
 def table(results: list[dict]) -> str:
     """One line per measurement, with each model's ratios to its fp32 and tf32 rows."""
     base = {(r["model"], r["precision"]): r for r in results if not r["compile"]}
@@ -158,6 +188,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--small", action="store_true", help="tiny networks of the same architectures (CPU)")
     parser.add_argument("--compile", action="store_true", help="also measure bf16 with torch.compile")
     parser.add_argument("--peak-tflops", type=float, help="the device's dense bf16 peak, where not in the table")
+    parser.add_argument("--together", type=int, default=0,
+                        help="also measure this many policies in one sampler call against one call each")
     parser.add_argument("--out", default="gpu_sampling.json")
     args = parser.parse_args(argv)
     releases = {r.name: r for r in RELEASES}
@@ -171,14 +203,21 @@ def main(argv: Optional[list[str]] = None) -> int:
         for precision, compile in arithmetic:
             results.append(measure(releases[name], args, precision, compile))
             print(f"measured {name} {precision}{'+compile' if compile else ''}", file=sys.stderr, flush=True)
+    together = [measure_together(releases[name], args, args.together) for name in args.models.split(",")
+                if args.together > 1]
     report = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
               "device_type": device.type, "threads": torch.get_num_threads(), "torch": torch.__version__,
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "small": args.small, "bf16_peak_tflops": device_peak(device, args.peak_tflops),
-              "command": " ".join(sys.argv), "results": results}
+              "command": " ".join(sys.argv), "results": results, "together": together}
     Path(args.out).write_text(json.dumps(report, indent=1))
     print(f"{report['device']} ({device.type}, torch {torch.__version__}, {report['date']}"
-          f"{', SMALL networks' if args.small else ''})\n{table(results)}\nwrote {args.out}")
+          f"{', SMALL networks' if args.small else ''})\n{table(results)}")
+    for r in together:
+        print(f"{r['model']:<18} {r['policies']} policies x {r['samples_per_policy']} samples, bf16: "
+              f"{r['samples_per_s_alone']:.2f} samples/s one call per policy, {r['samples_per_s_together']:.2f} "
+              f"together ({r['speedup']:.2f}x)")
+    print(f"wrote {args.out}")
     return 0
 
 

@@ -99,6 +99,15 @@ class NoiseFromTheGlobalGenerator(DiTAdapter):
         return y, torch.randn_like(x), first, hooks
 
 
+class OneTraceForAGroup(DiTAdapter):
+    """Hands back a single trace where several policies were sampled together (a hand-made trace, say)."""
+
+    def sample(self, cond, noise, policy=None, progress=None, **options):
+        out = super().sample(cond, noise, policy, progress, **options)
+        out.trace = out.trace[0] if isinstance(out.trace, list) else out.trace
+        return out
+
+
 class NoCheckpointHash(DiTAdapter):
     def describe(self):
         return {k: v for k, v in super().describe().items() if k != "checkpoint"}
@@ -119,7 +128,9 @@ def broken_case(kind: type = DiTAdapter, network: type = DiT, **options) -> Cont
 
 # PartsDoNotSum's embed_parts also disagrees with the parts its network hands the hook; noise from the global
 # generator also makes two runs (baseline, no policy) differ: two rules see each of these
-ALSO_BROKEN = {"parts-sum": {"hook-every-step"}, "noise-paired": {"baseline-identical"}}
+# A sampler that breaks the trace, the baseline or the noise also breaks sampling policies together.
+ALSO_BROKEN = {"parts-sum": {"hook-every-step"}, "hook-every-step": {"policies-together"},
+               "baseline-identical": {"policies-together"}, "noise-paired": {"baseline-identical", "policies-together"}}
 
 
 @pytest.mark.parametrize("rule, case", [
@@ -129,6 +140,7 @@ ALSO_BROKEN = {"parts-sum": {"hook-every-step"}, "noise-paired": {"baseline-iden
     ("hook-reaches-network", lambda: broken_case(network=IgnoresTheHook)),
     ("baseline-identical", lambda: broken_case(BaselineDiffers)),
     ("noise-paired", lambda: broken_case(NoiseFromTheGlobalGenerator)),
+    ("policies-together", lambda: broken_case(OneTraceForAGroup)),
     ("describe", lambda: broken_case(NoCheckpointHash)),
     ("decode", lambda: broken_case(decoder=lambda samples: samples)),  # model space [-1, 1], not images in [0, 1]
 ])
@@ -142,7 +154,7 @@ def test_an_adapter_broken_on_purpose_breaks_the_rule_named(rule, case):
 
 def test_check_adapter_cli_passes_and_names_the_broken_rule(monkeypatch, capsys):
     assert main(["check-adapter", "dit-digits"]) == 0
-    assert "dit-digits: honours the adapter contract (8 of 8 rules checked)" in capsys.readouterr().out
+    assert "dit-digits: honours the adapter contract (9 of 9 rules checked)" in capsys.readouterr().out
     entry = model_entry("dit-digits")
     monkeypatch.setitem(MODELS, "broken-digits", ModelEntry(
         "broken-digits", "digits", 96, "-", "-", entry.factory,

@@ -35,7 +35,7 @@ def dit_flops_by_hand(input_size=8, patch=2, channels=4, hidden=128, depth=2, ml
 def test_small_cpu_run_writes_every_number(benchmark_module, tmp_path):
     out = tmp_path / "bench.json"
     assert benchmark_module.main(["--small", "--device", "cpu", "--models", "dit-xl-2", "--batch", "2", "--steps", "2",
-                                  "--repeats", "1", "--out", str(out)]) == 0
+                                  "--repeats", "1", "--together", "3", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["small"] and report["device_type"] == "cpu" and report["bf16_peak_tflops"] is None
     rows = {r["precision"]: r for r in report["results"]}
@@ -44,6 +44,9 @@ def test_small_cpu_run_writes_every_number(benchmark_module, tmp_path):
         assert r["gflop_per_row"] * 1e9 == dit_flops_by_hand()  # attention included, no hand formula in the script
         assert r["rows_per_s"] > 0 and r["samples_per_s"] > 0 and r["mfu_vs_bf16_peak"] is None
         assert r["sampler_steps"] == 2 and r["peak_memory_mb"] > 0
+    (together,) = report["together"]  # 3 policies in one call against one call each
+    assert together["policies"] == 3 and together["samples_per_policy"] == 1
+    assert together["samples_per_s_alone"] > 0 and together["samples_per_s_together"] > 0
 
 
 def test_dry_run_projects_each_cell_from_the_measured_rate(tmp_path, capsys):

@@ -174,6 +174,7 @@ def _cmd_run(args: argparse.Namespace, score_only: bool = False) -> int:
         return 0
     out = Path(args.out or f"runs/{suite.name}")
     options = RunOptions(device=args.device or ("cuda" if _cuda() else "cpu"), batch_size=args.batch_size,
+                         together=args.together,
                          cache_dir=Path(args.cache) if args.cache else None, score_only=score_only, **filters)
     try:
         results = run_suite(suite, out, options)
@@ -297,7 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--models", help="only these models, separated by ';'")
         p.add_argument("--policies", help="only these policy specs, separated by ';'")
         p.add_argument("--samples-per-class", type=int)
-        p.add_argument("--batch-size", type=int, help="rows per sampler call (default: the suite's)")
+        p.add_argument("--batch-size", type=int, help="samples per sampler call and policy (default: the suite's)")
+        p.add_argument("--together", type=_together,
+                       help="policies of a model sampled in one sampler call: 'all' or a count (default: the "
+                            "suite's, else 1); the same numbers, a larger batch for the GPU")
         p.add_argument("--microbatch", type=int, help="rows per network call, fixed: samples become bit-identical "
                                                       "for any batch size (enters the cache key)")
         p.add_argument("--precision", choices=["fp32", "tf32", "bf16"],
@@ -328,6 +332,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", help="the page to write (default: report.html in the first run directory)")
     p.set_defaults(func=_cmd_report)
     return parser
+
+
+def _together(value: str) -> int | str:
+    """``--together``: 'all' or a positive count."""
+    if value == "all":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected 'all' or a positive number of policies, got {value!r}")
+    return int(value)
 
 
 def _cuda() -> bool:

@@ -18,6 +18,7 @@ from torch import nn
 from .adapters.base import Adapter
 from .checkpoints import file_sha256
 from .policies import BASELINE, BRANCH_COND, Policy, parse_policy
+from .policy_group import PolicyGroup, tile_conditions
 from .pruning import c_readers
 from .seeding import PairedNoise
 
@@ -31,6 +32,8 @@ RULES: dict[str, str] = {
     "baseline-identical": "the baseline policy gives samples bit-identical to no policy",
     "noise-paired": "noise depends on (seed, index) only: one batch, or one sample at a time in reverse order, "
                     "gives the same samples",
+    "policies-together": "policies sampled in one batch (the conditions repeated, a PolicyGroup) give each policy "
+                         "the samples and trace it gives alone",
     "describe": "describe() is JSON (no object addresses), names the checkpoint's sha256 and the sampler settings (with the steps)",
     "decode": "decode gives the task's shape and range, finite",
 }
@@ -223,6 +226,30 @@ def _rule_noise_paired(run: _Run) -> str:
     return f"{run.n} samples: one batch = one at a time (within {TOLERANCE:g})"
 
 
+def _rule_policies_together(run: _Run) -> str:
+    adapter = run.case.adapter
+    if adapter.planned_evaluations() is None:
+        raise RuleSkipped("an adaptive sampler: the runner samples its policies one at a time")
+    policies = (BASELINE, parse_policy(f"topk:{max(1, adapter.embed_dim // 3)}"), parse_policy("drop-cond"))
+    alone = [adapter.sample(run.case.conditions, PairedNoise(SEED, range(run.n), adapter.device), p) for p in policies]
+    group = PolicyGroup(policies, run.n)
+    together = adapter.sample(tile_conditions(run.case.conditions, len(policies)),
+                              PairedNoise(SEED, list(range(run.n)) * len(policies), adapter.device), group)
+    _require(isinstance(together.trace, list) and len(together.trace) == len(policies),
+             "sample() with a PolicyGroup must return one trace per policy (the PolicyHook's trace)")
+    worst, exact = 0.0, True
+    for i, (policy, single) in enumerate(zip(policies, alone)):
+        block = together.samples[i * run.n:(i + 1) * run.n].detach().cpu()
+        ok, error = _close(block, single.samples.detach().cpu(), TOLERANCE)
+        _require(ok, f"{policy.canonical()} sampled together with {group.canonical()} differs from it alone by "
+                     f"{error:.3g}: the sampler's batch is not one row per sample and branch in sample order")
+        _require(together.trace[i].to_dict() == single.trace.to_dict(),
+                 f"{policy.canonical()}'s trace together differs from its trace alone")
+        worst, exact = max(worst, error), exact and torch.equal(block, single.samples.detach().cpu())
+    return (f"{len(policies)} policies x {run.n} samples: " +
+            ("bit-identical to alone" if exact else f"equal to alone within {worst:.2g}"))
+
+
 def _hashes(value: Any) -> list[str]:
     if isinstance(value, dict):
         return [h for v in value.values() for h in _hashes(v)]
@@ -270,7 +297,8 @@ def _rule_decode(run: _Run) -> str:
 CHECKS: dict[str, Callable[[_Run], str]] = {
     "c-shape": _rule_c_shape, "parts-sum": _rule_parts_sum, "hook-every-step": _rule_hook_every_step,
     "hook-reaches-network": _rule_hook_reaches_network, "baseline-identical": _rule_baseline_identical,
-    "noise-paired": _rule_noise_paired, "describe": _rule_describe, "decode": _rule_decode,
+    "noise-paired": _rule_noise_paired, "policies-together": _rule_policies_together, "describe": _rule_describe,
+    "decode": _rule_decode,
 }
 
 

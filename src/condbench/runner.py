@@ -16,7 +16,9 @@
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
+import functools
 import json
 import platform
 import re
@@ -24,7 +26,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -38,9 +40,11 @@ from .finite import NonFiniteError, require_finite, require_finite_metrics
 from .paired import PairedBootstrap
 from .metrics.inception import quantize_uint8
 from .metrics.reference_batch import BatchNpzWriter
+from .overlap import BatchWorker
 from .plan import Cell, expand, first_active_step, shared_prefix
 from .preflight import check_inputs, check_model_options, load_tasks
 from .policies import Policy, parse_policy
+from .policy_group import PolicyGroup, tile_conditions
 from .progress import progress_bar
 from .provenance import git_revision
 from .registry import load_adapter
@@ -93,6 +97,8 @@ class RunOptions:
 
     device: str = "cpu"
     batch_size: Optional[int] = None  # default: the suite's
+    together: Optional[int | str] = None  # policies per sampler call, "all" or a count; default: the suite's
+    overlap: Optional[bool] = None  # decoding and features beside sampling (condbench.overlap); default: on CUDA
     cache_dir: Optional[Path] = None  # default: RUN_DIR/cache
     score_only: bool = False  # never sample; fail if a shard is missing
     tasks: Optional[list[str]] = None
@@ -114,6 +120,7 @@ class CellContext:
     grid_count: int
     identity: dict = field(default_factory=dict)  # the cache-key parts shared by all shards
     task_name: str = ""
+    overlap: bool = False  # decode and extract features in a worker while the next batch samples
 
     def cell(self, policy: Policy) -> str:
         """The cell's name in messages: task / model / policy."""
@@ -136,69 +143,162 @@ def stored_samples(decoded: torch.Tensor) -> np.ndarray:
     return quantize_uint8(decoded).permute(0, 2, 3, 1).numpy()  # (N, H, W, C)
 
 
-def compute_shard(ctx: CellContext, policy: Policy, start: int, stop: int) -> dict[str, np.ndarray]:
-    """Sample indices start..stop-1 under ``policy``; returns the arrays the cache stores for the shard."""
-    adapter, task = ctx.adapter, ctx.task
-    conditions = task.conditions()
-    steps = adapter.sampler_steps
-    shared = shared_prefix(policy, steps, baseline_planned=True)
-    prefix = None
-    if shared:
-        prefix = ctx.cache.get(_shard_key(ctx, "state", start, stop, step=shared))
-    keep = ctx.state_steps if policy.is_baseline else ()
-    features, logits, grid, traces, sizes, states = [], [], [], [], [], {k: [] for k in keep}
-    pending: list[torch.Tensor] = []  # decoded images not yet through the feature extractor
-    kept: list[np.ndarray] = []  # the samples themselves, when the suite keeps them
+class ShardOutputs:
+    """One cell's outputs over one shard, fed batch by batch in index order: the features and logits (in
+    ``FEATURE_BATCH`` calls counted from the shard's start), the grid images, the kept samples and the trace."""
 
-    done = start  # index of the first sample not yet through the feature extractor
+    def __init__(self, ctx: CellContext, policy: Policy, start: int):
+        self.ctx, self.policy = ctx, policy
+        self.done = start  # index of the first sample not yet through the feature extractor
+        self.features: list[np.ndarray] = []
+        self.logits: list[np.ndarray] = []
+        self.grid: list[np.ndarray] = []
+        self.kept: list[np.ndarray] = []  # the samples themselves, when the suite keeps them
+        self.traces: list[PolicyTrace] = []
+        self.sizes: list[int] = []
+        self.pending: list[torch.Tensor] = []  # decoded images not yet through the feature extractor
 
-    def extract(final: bool) -> None:
-        nonlocal done
-        images = torch.cat(pending) if pending else torch.empty(0)
-        pending.clear()
+    def add(self, first: int, samples: torch.Tensor, trace: PolicyTrace, last: bool) -> None:
+        """Samples (N, ...) in model space of indices first..first+N-1; ``last``: the shard's final batch."""
+        ctx, cell = self.ctx, self.ctx.cell(self.policy)
+        require_finite(samples, f"{cell}: samples", first_index=first, error=NonFiniteSamplesError)
+        images = ctx.adapter.decode(samples).cpu()
+        if ctx.suite.keep_samples:
+            self.kept.append(stored_samples(images))
+        self.pending.append(images)
+        self._extract(final=last)
+        self.grid.append(images[: max(0, ctx.grid_count - first)].numpy())
+        self.traces.append(trace)
+        self.sizes.append(len(samples))
+
+    def _extract(self, final: bool) -> None:
+        conditions, cell = self.ctx.task.conditions(), self.ctx.cell(self.policy)
+        images = torch.cat(self.pending) if self.pending else torch.empty(0)
+        self.pending.clear()
         while len(images) >= FEATURE_BATCH or (final and len(images)):
             chunk = images[:FEATURE_BATCH]
-            f, l = task.evaluator.features(chunk, conditions[done:done + len(chunk)])
-            require_finite(f, f"{ctx.cell(policy)}: features of the samples", first_index=done,  # (N, F)
+            f, l = self.ctx.task.evaluator.features(chunk, conditions[self.done:self.done + len(chunk)])
+            require_finite(f, f"{cell}: features of the samples", first_index=self.done,  # (N, F)
                            error=NonFiniteSamplesError)
-            require_finite(l, f"{ctx.cell(policy)}: logits of the samples", first_index=done,  # (N, K)
+            require_finite(l, f"{cell}: logits of the samples", first_index=self.done,  # (N, K)
                            error=NonFiniteSamplesError, placeholders=True)
-            features.append(f.numpy())
-            logits.append(l.numpy())
-            images, done = images[FEATURE_BATCH:], done + len(chunk)
+            self.features.append(f.numpy())
+            self.logits.append(l.numpy())
+            images, self.done = images[FEATURE_BATCH:], self.done + len(chunk)
         if len(images):
-            pending.append(images)
+            self.pending.append(images)
 
-    for b0 in range(start, stop, ctx.batch_size):
-        b1 = min(b0 + ctx.batch_size, stop)
-        begin = SamplerState(shared, torch.from_numpy(prefix["x"][b0 - start:b1 - start])) if prefix else None
-        out = adapter.sample(conditions[b0:b1], PairedNoise(ctx.suite.seed, range(b0, b1), adapter.device), policy,
-                             start=begin, keep_states=keep)
-        require_finite(out.samples, f"{ctx.cell(policy)}: samples", first_index=b0, error=NonFiniteSamplesError)
-        images = adapter.decode(out.samples).cpu()
-        if ctx.suite.keep_samples:
-            kept.append(stored_samples(images))
-        pending.append(images)
-        extract(final=b1 == stop)
-        grid.append(images[: max(0, ctx.grid_count - b0)].numpy())
-        traces.append(out.trace)
-        sizes.append(b1 - b0)
-        for k in keep:
-            states[k].append(out.states[k].x.cpu().numpy())
+    def arrays(self) -> dict[str, np.ndarray]:
+        """What the cache stores for the shard."""
+        trace = PolicyTrace.merge(self.traces, self.sizes)
+        arrays = {"features": np.concatenate(self.features), "logits": np.concatenate(self.logits),
+                  "grid": np.concatenate(self.grid), "removed_per_step": np.array(trace.removed_per_step),
+                  "active_steps": np.array(trace.active_steps, dtype=np.int64)}
+        if self.kept:
+            arrays["samples"] = np.concatenate(self.kept)
+        return arrays
+
+
+def compute_shards(ctx: CellContext, policies: Sequence[Policy], start: int, stop: int) -> list[dict[str, np.ndarray]]:
+    """Sample indices start..stop-1 under each of ``policies`` (which share their prefix step) in the same sampler
+    calls; returns, per policy, the arrays the cache stores for the shard.
+
+    With P > 1 policies every call holds the batch P times (:mod:`condbench.policy_group`); each block is decoded
+    and scored on its own, as when its policy runs alone.
+    """
+    adapter, count = ctx.adapter, len(policies)
+    conditions = ctx.task.conditions()
+    prefixes = {shared_prefix(p, adapter.sampler_steps, baseline_planned=True) for p in policies}
+    if len(prefixes) > 1:
+        raise ValueError(f"policies sampled together must continue from the same step, got steps {sorted(prefixes)}")
+    shared = prefixes.pop()
+    prefix = ctx.cache.get(_shard_key(ctx, "state", start, stop, step=shared)) if shared else None
+    baseline = next((i for i, p in enumerate(policies) if p.is_baseline), None)
+    keep = ctx.state_steps if baseline is not None else ()
+    outputs = [ShardOutputs(ctx, policy, start) for policy in policies]
+    states: dict[int, list[np.ndarray]] = {k: [] for k in keep}
+    with BatchWorker(adapter.device, ctx.overlap) as worker:  # decoding and features beside the next batch
+        for b0 in range(start, stop, ctx.batch_size):
+            b1 = min(b0 + ctx.batch_size, stop)
+            n = b1 - b0
+            begin = None
+            if prefix:
+                x = torch.from_numpy(prefix["x"][b0 - start:b1 - start])  # (n, ...)
+                begin = SamplerState(shared, x.repeat(count, *([1] * (x.ndim - 1))))  # (count * n, ...)
+            policy = policies[0] if count == 1 else PolicyGroup(tuple(policies), n)
+            out = adapter.sample(tile_conditions(conditions[b0:b1], count),
+                                 PairedNoise(ctx.suite.seed, list(range(b0, b1)) * count, adapter.device), policy,
+                                 start=begin, keep_states=keep)
+            traces = out.trace if count > 1 else [out.trace]
+            for i, target in enumerate(outputs):
+                block = out.samples[i * n:(i + 1) * n]  # (n, ...)
+                worker.submit(functools.partial(target.add, b0, block, traces[i], last=b1 == stop), block)
+            for k in keep:
+                states[k].append(out.states[k].x[baseline * n:(baseline + 1) * n].cpu().numpy())
     for k, xs in states.items():
         ctx.cache.put(_shard_key(ctx, "state", start, stop, step=k), {"x": np.concatenate(xs)})
-    trace = PolicyTrace.merge(traces, sizes)
-    arrays = {"features": np.concatenate(features), "logits": np.concatenate(logits), "grid": np.concatenate(grid),
-              "removed_per_step": np.array(trace.removed_per_step),
-              "active_steps": np.array(trace.active_steps, dtype=np.int64)}
-    if kept:
-        arrays["samples"] = np.concatenate(kept)
-    return arrays
+    return [target.arrays() for target in outputs]
+
+
+def compute_shard(ctx: CellContext, policy: Policy, start: int, stop: int) -> dict[str, np.ndarray]:
+    """Sample indices start..stop-1 under ``policy`` alone; returns the arrays the cache stores for the shard."""
+    return compute_shards(ctx, [policy], start, stop)[0]
+
+
+def _cached_shard(ctx: CellContext, key: str) -> Optional[dict]:
+    """A cell's shard from the cache, or None (absent, or stored before the suite asked to keep samples)."""
+    found = ctx.cache.get(key)
+    if found is not None and ctx.suite.keep_samples and "samples" not in found:
+        return None  # computed before samples were asked for: sample it again, keeping them
+    return found
+
+
+@dataclass
+class TogetherWork:
+    """What :func:`sample_together` did for one cell: the shards it computed, and its share of the time and of
+    the network rows of the sampler calls it was part of."""
+
+    shards: set[tuple[int, int]] = field(default_factory=set)
+    seconds: float = 0.0
+    evaluations: int = 0
+
+
+def sample_together(ctx: CellContext, policies: Sequence[Policy], shards: list[tuple[int, int]],
+                    together: int, desc: str) -> dict[str, TogetherWork]:
+    """Compute the missing shards of several cells of one (task, model), up to ``together`` policies per sampler
+    call, into the cache; returns what was done per policy key. Policies sharing a prefix step run together (the
+    baseline's group first, as the later groups continue from its states); shards another process holds are
+    left to :func:`run_cell_shards`, which waits for them."""
+    steps = ctx.adapter.sampler_steps
+    groups: dict[int, list[Policy]] = {}
+    for policy in policies:  # by the step each continues from (the baseline's state there, where it is cached)
+        groups.setdefault(shared_prefix(policy, steps, baseline_planned=True), []).append(policy)
+    work = {p.key(): TogetherWork() for p in policies}
+    missing = [(p, s) for s in shards for p in policies if not ctx.cache.path(_cell_key(ctx, p, s)).is_file()]
+    with progress_bar(total=sum(b - a for _, (a, b) in missing), desc=desc, unit="sample") as bar:
+        for shard in shards:
+            for _, members in sorted(groups.items()):
+                with contextlib.ExitStack() as locks:
+                    mine = [p for p in members if _cached_shard(ctx, _cell_key(ctx, p, shard)) is None
+                            and locks.enter_context(ctx.cache.lock(_cell_key(ctx, p, shard), wait=False))
+                            and _cached_shard(ctx, _cell_key(ctx, p, shard)) is None]
+                    for i in range(0, len(mine), together):
+                        chunk = mine[i:i + together]
+                        started, evaluations = time.time(), ctx.adapter.denoiser_evaluations
+                        for policy, arrays in zip(chunk, compute_shards(ctx, chunk, *shard)):
+                            ctx.cache.put(_cell_key(ctx, policy, shard), arrays)
+                            share = work[policy.key()]
+                            share.shards.add(shard)
+                            share.seconds += (time.time() - started) / len(chunk)
+                            share.evaluations += (ctx.adapter.denoiser_evaluations - evaluations) // len(chunk)
+                        bar.update(len(chunk) * (shard[1] - shard[0]))
+    return work
 
 
 def run_cell_shards(ctx: CellContext, policy: Policy, shards: list[tuple[int, int]], score_only: bool,
-                    desc: str) -> tuple[dict[tuple[int, int], dict], int]:
-    """Every shard of this process for one cell, from the cache or computed; returns them and how many were cached.
+                    desc: str, computed: frozenset[tuple[int, int]] = frozenset()) -> tuple[dict[tuple[int, int], dict], int]:
+    """Every shard of this process for one cell, from the cache or computed; returns them and how many were cached
+    (``computed``: shards :func:`sample_together` computed for this cell just before, not counted as cached).
 
     A shard another process is computing (its lock is held) is left for last and then read from the cache,
     so two runs on one cache never compute the same shard twice.
@@ -206,11 +306,9 @@ def run_cell_shards(ctx: CellContext, policy: Policy, shards: list[tuple[int, in
     done: dict[tuple[int, int], dict] = {}
     cached, waiting = 0, []
     key_of = {s: _cell_key(ctx, policy, s) for s in shards}
+
     def get(shard: tuple[int, int]) -> Optional[dict]:
-        found = ctx.cache.get(key_of[shard])
-        if found is not None and ctx.suite.keep_samples and "samples" not in found:
-            return None  # computed before samples were asked for: sample it again, keeping them
-        return found
+        return _cached_shard(ctx, key_of[shard])
 
     with progress_bar(total=sum(b - a for a, b in shards), desc=desc, unit="sample") as bar:
         for shard in shards:
@@ -228,7 +326,7 @@ def run_cell_shards(ctx: CellContext, policy: Policy, shards: list[tuple[int, in
                         ctx.cache.put(key_of[shard], found)
                     else:
                         cached += 1
-            else:
+            elif shard not in computed:
                 cached += 1
             done[shard] = {k: v for k, v in found.items() if k != "samples"}  # samples stay in the cache
             bar.update(shard[1] - shard[0])
@@ -375,6 +473,15 @@ def write_block_diversity(out: Path, adapter, task, settings: dict, log: Callabl
     return atomic_write(out / f"blocks_{slug(adapter.name)}.json", json.dumps(result, indent=1))
 
 
+def policies_together(suite: Suite, options: RunOptions, adapter: Adapter, cells: int) -> int:
+    """How many policies of a model share a sampler call: the run's or the suite's ``together``, at most the
+    model's number of cells; 1 for adaptive samplers (dopri5's step control would see the other policies' rows)."""
+    setting = options.together if options.together is not None else suite.together
+    if adapter.planned_evaluations() is None:
+        return 1
+    return cells if setting == "all" else max(1, min(int(setting), cells))
+
+
 def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] = None,
               world: Optional[World] = None) -> Optional[Path]:
     """Run (or, with ``score_only``, re-score) the suite's cells; returns ``results.json`` on rank 0.
@@ -437,7 +544,8 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
         ctx = CellContext(suite, task, adapter, cache, options.batch_size or suite.batch_size, state_steps,
                           min(n, task.grid_count),
                           {"adapter": description, "task": task_description, "seed": suite.seed,
-                           "schema": SCHEMA_VERSION, "feature_batch": FEATURE_BATCH}, task_name=task_name)
+                           "schema": SCHEMA_VERSION, "feature_batch": FEATURE_BATCH}, task_name=task_name,
+                          overlap=options.overlap if options.overlap is not None else adapter.device.type == "cuda")
         if options.score_only:  # every missing shard of the model at once, before any of its cells is scored
             absent = [_missing(ctx, c.policy, s) for c in group for s in shards[world.rank::world.size]
                       if not cache.path(_cell_key(ctx, c.policy, s)).is_file()]
@@ -447,12 +555,18 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
         if world.is_main and hasattr(task, "grid_context"):  # paired tasks: inputs and ground truth of the grids
             for part, images in task.grid_context(ctx.grid_count).items():
                 grids[f"context_{slug(task_name)}_{part}"] = images
+        together = policies_together(suite, options, adapter, len(group))
+        shared_work: dict[str, TogetherWork] = {}
+        if together > 1 and not options.score_only:
+            shared_work = sample_together(ctx, [c.policy for c in group], shards[world.rank::world.size], together,
+                                          f"{model_name} {len(group)} policies, {together} per call")
         comparison: Optional[PairedBootstrap] = None
         for cell in group:
             policy = cell.policy
-            started, evaluations = time.time(), adapter.denoiser_evaluations
+            own = shared_work.get(policy.key(), TogetherWork())
+            started, evaluations = time.time() - own.seconds, adapter.denoiser_evaluations - own.evaluations
             mine, cached = run_cell_shards(ctx, policy, shards[world.rank::world.size], options.score_only,
-                                           f"{model_name} {policy.canonical()}")
+                                           f"{model_name} {policy.canonical()}", frozenset(own.shards))
             gathered = world.gather({"shards": mine, "cached": cached,
                                      "evaluations": adapter.denoiser_evaluations - evaluations})
             if not world.is_main:
@@ -477,6 +591,7 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
                 "config": {"suite": suite.name, "task_options": suite.task_options,
                            "model_options": suite.model_options.get(model_name, {}), "shard_size": suite.shard_size,
                            "sampler": description["sampler"], "precision": suite.precision, "compile": suite.compile,
+                           "policies_together": together,
                            "first_active_step": first_active_step(policy, steps),
                            "shared_prefix_steps": shared_prefix(policy, steps, has_baseline)},
                 "checkpoint": description["checkpoint"],

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, field_validator
@@ -52,7 +52,10 @@ class Suite:
     models: list[str] = Field(min_length=1)
     policies: list[str] = Field(min_length=1)
     seed: int = 0
-    batch_size: int = Field(500, ge=1)  # rows per sampler call (a runtime setting: not part of any cache key)
+    batch_size: int = Field(500, ge=1)  # samples per sampler call and policy (a runtime setting: in no cache key)
+    # how many policies of a model are sampled in one sampler call (a batch of together x batch_size samples,
+    # condbench.policy_group): "all", or at most this many; a runtime setting, the same numbers as 1
+    together: Union[Literal["all"], Annotated[int, Field(ge=1)]] = 1
     shard_size: int = Field(500, ge=1)  # indices per cached shard (part of the cache key)
     # rows per network call, fixed (the last call padded): samples are then bit-identical whatever the batch
     # size; None evaluates whole batches (faster, equal to float rounding). Part of the sampler settings.

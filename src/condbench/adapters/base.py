@@ -30,6 +30,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from ..policies import Policy
+from ..policy_group import PolicyGroup
 from ..seeding import PairedNoise
 
 ProgressCallback = Callable[[int, int], None]  # (steps done, steps total)
@@ -88,31 +89,41 @@ class SamplerState:
 
 @dataclass
 class SampleOutput:
-    """Final samples in the model's space (latents or pixels), the trace of the policy, and the states
-    kept at the steps asked for (so policies that act only later can continue from them)."""
+    """Final samples in the model's space (latents or pixels), the trace of the policy (one per member of a
+    :class:`~condbench.policy_group.PolicyGroup`), and the states kept at the steps asked for (so policies that
+    act only later can continue from them)."""
 
     samples: torch.Tensor
-    trace: PolicyTrace
+    trace: PolicyTrace | list[PolicyTrace]
     states: dict[int, SamplerState] = field(default_factory=dict)
 
 
 class PolicyHook:
-    """Turns a policy into the per-step hook a network calls on (c, t_part, cond_part)."""
+    """Turns a policy into the per-step hook a network calls on (c, t_part, cond_part); a
+    :class:`~condbench.policy_group.PolicyGroup` gets one member hook per policy, each with its own trace."""
 
-    def __init__(self, policy: Optional[Policy], num_steps: int,
+    def __init__(self, policy: Optional[Policy | PolicyGroup], num_steps: int,
                  reference: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, first_step: int = 0,
                  timestep_embedding: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
         self.policy = policy
         self.num_steps = num_steps
         self.reference = reference
         self.timestep_embedding = timestep_embedding  # t (1,) -> the timestep part of c (1, D), for const-t
-        self.trace = PolicyTrace(num_steps, [0.0] * first_step)  # steps before first_step were shared
+        self.members = None
+        if isinstance(policy, PolicyGroup):
+            self.members = [PolicyHook(p, num_steps, reference, first_step, timestep_embedding) for p in policy.policies]
+            self.trace = [m.trace for m in self.members]
+        else:
+            self.trace = PolicyTrace(num_steps, [0.0] * first_step)  # steps before first_step were shared
 
-    def at(self, step: int, t: torch.Tensor, branch: Optional[torch.Tensor] = None) -> Optional["StepHook"]:
+    def at(self, step: int, t: torch.Tensor,
+           branch: Optional[torch.Tensor] = None) -> Optional["StepHook | GroupStepHook"]:
         """The hook for sampling step ``step`` at model timestep ``t``, or None when nothing is to be done.
 
         ``branch`` (rows,) says which guidance branch each row of the network batch belongs to.
         """
+        if self.members is not None:
+            return GroupStepHook(self.policy, [m.at(step, t, branch) for m in self.members], branch)
         self.trace.removed_per_step.append(0.0)
         if self.policy is None:
             return None
@@ -121,14 +132,15 @@ class PolicyHook:
 
 class StepHook:
     """The policy at one sampling step; callable on a whole network batch or, via :meth:`rows`, on a slice
-    of it (a network evaluated in micro-batches). The trace averages over every targeted row it saw."""
+    of it (a network evaluated in micro-batches). The trace averages over every targeted row it saw.
+    ``rows`` is the position of the call's rows in the network batch: a slice, or an index tensor (R,)."""
 
     def __init__(self, owner: PolicyHook, step: int, t: torch.Tensor, branch: Optional[torch.Tensor]):
         self.owner, self.step, self.t, self.branch = owner, step, t, branch
         self.removed_sum, self.targeted_rows = 0.0, 0
 
     def __call__(self, c: torch.Tensor, t_part: torch.Tensor, cond_part: torch.Tensor,
-                 rows: slice = slice(None)) -> torch.Tensor:
+                 rows: slice | torch.Tensor = slice(None)) -> torch.Tensor:
         owner = self.owner
         reference = (lambda: owner.reference(self.t[:1])) if owner.reference is not None else None
         branch = self.branch[rows] if self.branch is not None else None
@@ -151,6 +163,35 @@ class StepHook:
     def rows(self, start: int, stop: int) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
         """The hook for rows start..stop-1 of the network batch."""
         return lambda c, t_part, cond_part: self(c, t_part, cond_part, slice(start, stop))
+
+
+class GroupStepHook(StepHook):
+    """A :class:`~condbench.policy_group.PolicyGroup` at one step: each member's policy on its samples' rows
+    (micro-batch calls through :meth:`StepHook.rows` as for one policy)."""
+
+    def __init__(self, group: PolicyGroup, members: list[StepHook], branch: Optional[torch.Tensor]):
+        self.group, self.members, self.branch = group, members, branch
+        self.sample = None if branch is None else group.sample_of_row(branch, len(branch))  # (rows,), CPU
+
+    def __call__(self, c: torch.Tensor, t_part: torch.Tensor, cond_part: torch.Tensor,
+                 rows: slice | torch.Tensor = slice(None)) -> torch.Tensor:
+        if isinstance(rows, slice):
+            first = rows.start or 0
+            positions = torch.arange(first, first + len(c))  # (R,) this call's rows in the network batch
+        else:
+            positions = rows.cpu()
+        if self.sample is not None:
+            sample = self.sample[positions]
+        else:  # no branch given: one row per sample, in sample order
+            sample = self.group.sample_of_row(None, len(c)) if isinstance(rows, slice) and rows == slice(None) else positions
+        member = sample // self.group.block  # (R,)
+        out = c.clone()  # (R, D)
+        for p, hook in enumerate(self.members):
+            where = (member == p).nonzero().squeeze(1)  # (R_p,) positions within this call
+            if len(where):
+                local = where.to(c.device)
+                out[local] = hook(c[local], t_part[local], cond_part[local], positions[where].to(c.device))
+        return out
 
 
 class Adapter(abc.ABC):

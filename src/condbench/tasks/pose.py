@@ -38,7 +38,7 @@ class PairBatch(Mapping):
     rows, so neither reads the per-pair condition files again.
     """
 
-    def __init__(self, tensors: dict[str, torch.Tensor] | Callable[[], Mapping[str, torch.Tensor]], indices: range,
+    def __init__(self, tensors: dict[str, torch.Tensor] | Callable[[], Mapping[str, torch.Tensor]], indices: Sequence[int],
                  source: Optional["PairConditions"] = None):
         self._tensors = dict(tensors) if isinstance(tensors, Mapping) else None
         self._read = None if isinstance(tensors, Mapping) else tensors
@@ -58,6 +58,11 @@ class PairBatch(Mapping):
     def __len__(self) -> int:
         return len(self._loaded())
 
+    def tile(self, times: int) -> "PairBatch":
+        """The same pairs repeated ``times`` times (one copy per policy sampled together), still read lazily."""
+        tiled = (lambda: {key: value.repeat(times, *([1] * (value.ndim - 1))) for key, value in self._loaded().items()})
+        return PairBatch(tiled, list(self.indices) * times, source=self.source)
+
 
 class PairConditions:
     """The conditions of ``count`` pairs, read (or computed) when used: ``conditions[a:b]`` -> :class:`PairBatch`."""
@@ -73,6 +78,10 @@ class PairConditions:
             raise TypeError(f"pose conditions slice into cond dicts (conditions[a:b]), got index {key!r}")
         rows = range(self._count)[key]
         return PairBatch(lambda: self._load(rows), rows, source=self)
+
+    def tile(self, times: int) -> PairBatch:
+        """Every pair, repeated ``times`` times (one copy per policy sampled together)."""
+        return self[:].tile(times)
 
     def batches(self, size: int) -> Iterator[PairBatch]:
         """Consecutive cond dicts of at most ``size`` pairs, for whole-set passes (the embedding analysis)."""

@@ -1,0 +1,78 @@
+"""Decoding and features in a worker beside sampling: the same numbers as inline, in order, errors not lost."""
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from condbench.adapters.dit import DiTAdapter
+from condbench.overlap import BatchWorker
+from condbench.registry import MODELS, ModelEntry, register_model
+from condbench.runner import NonFiniteSamplesError, RunOptions, run_suite
+from condbench.tasks.digits import DIGITS_DIT_CONFIG
+
+from .conftest import random_dit
+from .test_runner import small_suite
+
+
+def test_jobs_run_in_order_in_another_thread_and_at_most_depth_wait():
+    seen, threads = [], set()
+
+    def job(i):
+        return lambda: (seen.append(i), threads.add(threading.get_ident()))
+
+    with BatchWorker(torch.device("cpu"), enabled=True, depth=2) as worker:
+        for i in range(7):
+            worker.submit(job(i))
+            assert len(worker.waiting) <= 2
+    assert seen == list(range(7)) and threading.get_ident() not in threads
+
+
+def test_a_failed_job_raises_in_the_caller_and_later_jobs_are_not_lost_silently():
+    ran = []
+
+    def fail():
+        raise ValueError("job 1 failed")
+
+    with pytest.raises(ValueError, match="job 1 failed"):
+        with BatchWorker(torch.device("cpu"), enabled=True) as worker:
+            worker.submit(lambda: ran.append(0))
+            worker.submit(fail)
+            worker.submit(lambda: ran.append(2))
+    assert ran[0] == 0
+
+
+def test_disabled_runs_inline():
+    seen = []
+    with BatchWorker(torch.device("cpu"), enabled=False) as worker:
+        worker.submit(lambda: seen.append(threading.get_ident()))
+        assert seen == [threading.get_ident()]
+
+
+def test_a_run_with_overlap_writes_the_same_records_and_cache_as_inline(tmp_path):
+    runs = {}
+    for overlap in (False, True):
+        out = tmp_path / str(overlap)
+        runs[overlap] = json.loads(run_suite(small_suite(), out, RunOptions(log=lambda _: None, overlap=overlap,
+                                                                          together="all")).read_text())
+    for a, b in zip(runs[False]["records"], runs[True]["records"], strict=True):
+        assert a["metrics"] == b["metrics"] and a["trace"] == b["trace"]
+    for path in (tmp_path / "True" / "cache").glob("??/*.npz"):
+        with np.load(path) as ours, np.load(tmp_path / "False" / "cache" / path.parent.name / path.name) as theirs:
+            assert all(np.array_equal(ours[k], theirs[k]) for k in ours.files)
+
+
+def test_nan_samples_found_in_the_worker_stop_the_run_naming_the_first_index(tmp_path):
+    def broken(ckpt=None, device="cpu", **sampler):
+        model = random_dit(DIGITS_DIT_CONFIG)
+        with torch.no_grad():
+            model.final_layer.linear.bias[0] = float("nan")
+        return DiTAdapter(model, "broken", **{"cfg_channels": None, **sampler})
+
+    register_model(ModelEntry("broken-digits", "digits", 96, "ddpm", "test", broken, 6, 1.5))
+    try:
+        with pytest.raises(NonFiniteSamplesError, match=r"digits / broken / baseline: samples: .*first: index 0"):
+            run_suite(small_suite(models=("broken-digits",)), tmp_path, RunOptions(log=lambda _: None, overlap=True))
+    finally:
+        MODELS.pop("broken-digits")
