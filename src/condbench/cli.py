@@ -174,7 +174,7 @@ def _cmd_run(args: argparse.Namespace, score_only: bool = False) -> int:
         return 0
     out = Path(args.out or f"runs/{suite.name}")
     options = RunOptions(device=args.device or ("cuda" if _cuda() else "cpu"), batch_size=args.batch_size,
-                         together=args.together,
+                         together=args.together, overlap=False if args.no_overlap else None,
                          cache_dir=Path(args.cache) if args.cache else None, score_only=score_only, **filters)
     try:
         results = run_suite(suite, out, options)
@@ -302,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--together", type=_together,
                        help="policies of a model sampled in one sampler call: 'all' or a count (default: the "
                             "suite's, else 1); the same numbers, a larger batch for the GPU")
+        p.add_argument("--no-overlap", action="store_true",
+                       help="decode and extract features after each batch instead of beside the next one (CUDA)")
         p.add_argument("--microbatch", type=int, help="rows per network call, fixed: samples become bit-identical "
                                                       "for any batch size (enters the cache key)")
         p.add_argument("--precision", choices=["fp32", "tf32", "bf16"],
