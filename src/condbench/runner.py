@@ -285,12 +285,14 @@ def sample_together(ctx: CellContext, policies: Sequence[Policy], shards: list[t
                     for i in range(0, len(mine), together):
                         chunk = mine[i:i + together]
                         started, evaluations = time.time(), ctx.adapter.denoiser_evaluations
-                        for policy, arrays in zip(chunk, compute_shards(ctx, chunk, *shard)):
+                        computed = compute_shards(ctx, chunk, *shard)
+                        seconds = (time.time() - started) / len(chunk)
+                        rows = (ctx.adapter.denoiser_evaluations - evaluations) // len(chunk)
+                        for policy, arrays in zip(chunk, computed):
                             ctx.cache.put(_cell_key(ctx, policy, shard), arrays)
                             share = work[policy.key()]
                             share.shards.add(shard)
-                            share.seconds += (time.time() - started) / len(chunk)
-                            share.evaluations += (ctx.adapter.denoiser_evaluations - evaluations) // len(chunk)
+                            share.seconds, share.evaluations = share.seconds + seconds, share.evaluations + rows
                         bar.update(len(chunk) * (shard[1] - shard[0]))
     return work
 
