@@ -182,8 +182,10 @@ class GroupStepHook(StepHook):
             positions = rows.cpu()
         if self.sample is not None:
             sample = self.sample[positions]
-        else:  # no branch given: one row per sample, in sample order
-            sample = self.group.sample_of_row(None, len(c)) if isinstance(rows, slice) and rows == slice(None) else positions
+        elif isinstance(rows, slice) and rows == slice(None):  # no branch given: row r is sample r
+            sample = self.group.sample_of_row(None, len(c))  # refuses a batch of another size
+        else:
+            sample = positions
         member = sample // self.group.block  # (R,)
         out = c.clone()  # (R, D)
         for p, hook in enumerate(self.members):
