@@ -148,12 +148,14 @@ def _split(text: Optional[str]) -> Optional[list[str]]:
 
 def _check_files_first(suite, filters: dict) -> None:
     """Before torch is imported: stop at once, with every missing file named, when the run could not start (the
-    runner checks again, logs the models it skips, and loads the files)."""
+    runner checks again, logs the models it skips, and loads the files). Only for tasks whose registry entry
+    checks its files without being built; the others are built and checked by the runner alone."""
     from .plan import expand
     from .preflight import check_inputs, restrict
+    from .registry import task_entry
 
     cells = expand(suite, **filters)
-    if cells:  # no cell: the runner says so
+    if cells and all(task_entry(c.task).inputs is not None for c in cells):  # no cell: the runner says so
         check_inputs(restrict(suite, cells), log=lambda _: None)
 
 

@@ -149,9 +149,11 @@ def check_inputs(suite: Suite, log: Callable[[str], None] = print, tasks: Option
     if task_missing or not present:
         reasons = (["task inputs are missing"] if task_missing else []) + ([] if present else ["no model has its checkpoint"])
         files = sum(max(1, len(m.settings)) for m in missing)
+        at_end = "the lines at the end provide them all" if all(m.settings for m in missing) else \
+            "the lines at the end provide those that a suite key or a variable provides"
         lines = [f"suite {suite.name!r} cannot run: {files} file(s) missing ({'; '.join(reasons)}). Provide them and "
                  "run again (set CONDBENCH_CACHE to use another cache directory; model paths go in the suite's "
-                 "model_options as ckpt: PATH, pipeline folders as path: DIR; the lines at the end provide them all):"]
+                 f"model_options as ckpt: PATH, pipeline folders as path: DIR; {at_end}):"]
         lines += [f"\n[{m.owner}] {m.message}" for m in missing]
         lines += [f"\n{snippet}"] if (snippet := provide_snippet(suite, missing)) else []
         raise MissingInputsError("\n".join(lines))
@@ -180,8 +182,9 @@ def provide_snippet(suite: Suite, missing: list[MissingInput]) -> str:
     text = "".join(yaml.safe_dump({section: blocks[section]}, sort_keys=False,
                                   default_flow_style=False if section == "task_options" else None)  # a model a line
                    for section in blocks if blocks[section])
-    lines = ["To provide them all, replace the suite's task_options and model_options with these lines, each /path/to/ "
-             "being where you put that file (keep only the models you have):", ""]
+    which = "them all" if all(m.settings for m in missing) else "those files (the others say how above)"
+    lines = [f"To provide {which}, replace the suite's task_options and model_options with these lines, each "
+             "/path/to/ being where you put that file (keep only the models you have):", ""]
     lines += [line + next((f"  # {note}" for end, note in notes.items() if line.endswith(end)), "")
               for line in text.splitlines()]
     exports: dict[str, list[FileSetting]] = {}
