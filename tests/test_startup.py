@@ -167,3 +167,26 @@ def test_a_shipped_checkpoint_is_given_as_the_model_option_ckpt(tmp_path, monkey
     message = missing_files_message(load_suite(str(suite_file)))
     assert "model_options: {dit-digits: {ckpt: PATH}}" in message and "pass --ckpt" not in message
     assert "dit-digits: {ckpt: /path/to/digits_dit.safetensors}" in snippet_of(message)[0]  # what training writes
+
+
+def test_a_file_without_a_suite_key_is_left_to_its_own_lines(tmp_path, monkeypatch):
+    """A task (a plugin's, say) whose missing file has no suite key or variable: the lines at the end provide the
+    others, and the message says so instead of promising them all."""
+    from condbench.checkpoints import CheckpointNotFoundError
+    from condbench.registry import TASKS, TaskEntry
+    from condbench.suites import Suite
+
+    def inputs(**options):
+        def check():
+            raise CheckpointNotFoundError("plugin data not found: 'data.bin'.\nHow to provide it: ask its authors.")
+        return [check]
+
+    monkeypatch.setenv("CONDBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CONDBENCH_OFFLINE", "1")
+    monkeypatch.setitem(TASKS, "files-task", TaskEntry("files-task", "a task with a file", dict, inputs=inputs))
+    message = missing_files_message(Suite(name="s", task="files-task", models=["dit-xl-2"], policies=["baseline"]))
+    assert "2 file(s) missing" in message and "data.bin" in message and "To provide them all" not in message
+    assert "the lines at the end provide those that a suite key or a variable provides" in message
+    tail = message.split("To provide those files (the others say how above)", 1)[1]
+    provided = yaml.safe_load(tail.split("\n", 2)[2])
+    assert provided == {"model_options": {"dit-xl-2": {"ckpt": "/path/to/DiT-XL-2-256x256.pt"}}}

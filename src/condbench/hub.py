@@ -77,14 +77,15 @@ def resolve_weights(source: WeightSource, path: Optional[str | Path] = None, *, 
     settings = (setting,) if setting else ()
     if path is not None:
         return require_file(path, what, f"check the path given as {option}, or leave it out to use "
-                                        f"{source.describe()} (downloaded once into {cache_root() / 'weights'})", setting)
+                                        f"{source.describe()} (downloaded once into {cache_root() / 'weights'})",
+                            setting)
     target = cache_root() / "weights" / source.filename
     if target.is_file():
         _verify(source, target)
         return target
     fetch = (f"download the parts {', '.join(source.parts)} and concatenate them in that order into {source.filename}"
              if source.parts else f"download {source.url} yourself")
-    how = f"{fetch}, then give its path as {option}, or place it at {target}" if option else f"{fetch}, then place it at {target}"
+    how = f"{fetch}, then {f'give its path as {option}, or ' if option else ''}place it at {target}"
     if not source.direct:
         raise CheckpointNotFoundError(
             f"{what} not found: {source.filename!r} is not in the cache ({target}), and it is published only on "
@@ -96,14 +97,16 @@ def resolve_weights(source: WeightSource, path: Optional[str | Path] = None, *, 
     if _failed_downloads:
         raise CheckpointNotFoundError(
             f"{what} not found: {source.filename!r} is not in the cache ({target}); not downloaded from {source.url} "
-            f"because an earlier download in this run failed ({_failed_downloads[0]}).\nHow to provide it: {how}.", settings)
+            f"because an earlier download in this run failed ({_failed_downloads[0]}).\nHow to provide it: {how}.",
+            settings)
     try:
         _download(source, target)
     except Exception as error:  # network, HTTP and hub errors all end here with the same remedy
         _failed_downloads.append(f"{source.filename}: {error.__class__.__name__}")
         raise CheckpointNotFoundError(
             f"{what} not found: {source.filename!r} is not in the cache ({target}) and downloading it from "
-            f"{source.url} failed ({error.__class__.__name__}: {error}).\nHow to provide it: {how}.", settings) from None
+            f"{source.url} failed ({error.__class__.__name__}: {error}).\nHow to provide it: {how}.",
+            settings) from None
     _verify(source, target)
     return target
 
