@@ -1,8 +1,10 @@
 """Start-up time of the commands a user types first (run with `tox -e bench`; printed, never asserted).
 
 Each command runs in a fresh interpreter, as from a shell: --help, --version, list, validate, and the
-missing-files preflight (`run imagenet` offline with an empty cache, which stops before any work).
-Whether --help imports torch is a behaviour, tested in tests/test_cli_messages.py.
+missing-files preflight (`run imagenet` offline with an empty cache, which stops before any work). `list` imports
+the installed plugins to list them (the tox environment installs the example plugin, whose module imports
+torch); `list-builtins` is the same listing with plugins left out, condbench's own share. Whether a command imports
+torch is a behaviour, tested in tests/test_cli_messages.py (--help) and tests/test_startup.py (the others).
 """
 import os
 import subprocess
@@ -11,7 +13,10 @@ import sys
 import pytest
 
 COMMANDS = {"help": ["--help"], "version": ["--version"], "list": ["list"], "validate": ["validate", "quickstart"],
-            "preflight": ["run", "imagenet", "-o", "{tmp}/run"]}
+            "validate-imagenet": ["validate", "imagenet"], "preflight": ["run", "imagenet", "-o", "{tmp}/run"],
+            "list-builtins": ["list"]}
+WITHOUT_PLUGINS = ("import sys\nfrom condbench import registry\nregistry._plugins_loaded = True\n"
+                   "from condbench.cli import main\nsys.exit(main(sys.argv[1:]))")
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
@@ -19,9 +24,11 @@ def test_startup(benchmark, tmp_path, name):
     argv = [a.format(tmp=tmp_path) for a in COMMANDS[name]]
     env = {**os.environ, "CONDBENCH_CACHE": str(tmp_path / "cache"), "CONDBENCH_OFFLINE": "1",
            "HF_HUB_OFFLINE": "1", "TORCH_HOME": str(tmp_path / "torch")}
+    entry = ["-c", WITHOUT_PLUGINS] if name == "list-builtins" else ["-m", "condbench"]
 
     def command():
-        return subprocess.run([sys.executable, "-m", "condbench", *argv], capture_output=True, text=True, env=env)
+        return subprocess.run([sys.executable, *entry, *argv], capture_output=True, text=True, env=env)
 
     done = benchmark.pedantic(command, rounds=3, iterations=1)
-    print(f"\ncondbench {' '.join(argv)}: exit {done.returncode}")
+    print(f"\ncondbench {' '.join(argv)}{' (plugins left out)' if name == 'list-builtins' else ''}: "
+          f"exit {done.returncode}")

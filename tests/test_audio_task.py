@@ -36,7 +36,7 @@ def test_run_without_files_stops_at_once_listing_every_missing_file(offline_cach
     out = tmp_path / "run"
     assert main(["run", "audio", "-o", str(out)]) == 2
     message = capsys.readouterr().err
-    assert message.count("error:") == 1 and "5 file(s) missing" in message
+    assert message.count("error:") == 1 and "6 file(s) missing" in message  # mdsgen-b-2's checkpoint and decoder
     for needed in ("vggsound.csv", "vggsound/vggsound.csv", "cavp_epoch66.ckpt", "vggish-10086976.pth",
                    "Cnn14_16k_mAP=0.438.pth", "mdsgen_audioldm.pt", "download it by hand", "audioldm-s-full-v2",
                    "task option cavp_weights", "task option vggish_weights", "task option panns_weights"):

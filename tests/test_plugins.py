@@ -107,6 +107,15 @@ def test_plugins_are_loaded_only_on_the_first_lookup(plugged):
     assert "plugged-dit" in registry.MODELS
 
 
+def test_a_built_in_name_is_looked_up_without_importing_the_plugins(plugged):
+    """A plugin cannot replace a built-in, so running built-in models never imports a plugin (which may import
+    torch); a name that is not built in loads them."""
+    assert registry.model_entry("dit-digits").origin == "built-in" and registry.task_entry("imagenet")
+    assert "condbench_tinyplug" not in sys.modules and "plugged-dit" not in registry.MODELS
+    with pytest.warns(registry.PluginWarning):
+        assert registry.model_entry("plugged-dit").origin == "condbench-tinyplug"
+
+
 def test_condbench_list_shows_origins_and_warns_about_broken_plugins(plugged, capsys):
     assert main(["list", "models"]) == 0
     out, err = capsys.readouterr()

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from .finite import require_finite
+from .sparsity import DEFAULT_TAUS
 
-DEFAULT_TAUS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0)
 
 
 def participation_ratio(c: torch.Tensor) -> torch.Tensor:

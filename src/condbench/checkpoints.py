@@ -8,21 +8,40 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Optional
 
 from .storage import atomic_path
+
+if TYPE_CHECKING:  # torch is imported where tensors are read, so that file lookups (the preflight) stay torch-free
+    import torch
+    from torch import nn
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used; the message names the file and the remedy."""
 
 
+@dataclass(frozen=True)
+class FileSetting:
+    """Where a user gives a file that was not found, for the run's copy-paste snippet: the suite keys
+    (``("model_options", "dit-xl-2", "ckpt")``, ``("task_options", "reference_batch")``) or, with ``env``, an
+    environment variable (``("TORCH_HOME",)``); ``value`` a placeholder path; ``note`` what goes there (for a
+    variable: the file's path inside the folder it names)."""
+
+    keys: tuple[str, ...]
+    value: str
+    env: bool = False
+    note: str = ""
+
+
 class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
-    pass
+    """A file that is not there; ``settings`` say where a user would give it (empty when no setting applies)."""
+
+    def __init__(self, message: str, settings: tuple[FileSetting, ...] = ()):
+        super().__init__(message)
+        self.settings = tuple(settings)
 
 
 class CheckpointMismatchError(CheckpointError):
@@ -37,13 +56,13 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def require_file(path: str | Path, what: str, how_to_provide: str) -> Path:
+def require_file(path: str | Path, what: str, how_to_provide: str, setting: Optional[FileSetting] = None) -> Path:
     """Return ``path`` if it is a file, else raise an error naming it, where it was looked for, and the remedy."""
     resolved = Path(path).expanduser()
     if not resolved.is_file():
         raise CheckpointNotFoundError(
             f"{what} not found: {resolved.name!r} was looked for at {resolved.resolve()}.\n"
-            f"How to provide it: {how_to_provide}")
+            f"How to provide it: {how_to_provide}", (setting,) if setting else ())
     return resolved
 
 
@@ -120,6 +139,8 @@ def _torch_load(path: Path, allow_numpy: bool = False) -> object:
     import argparse
     import zipfile
 
+    import torch
+
     safe = [argparse.Namespace] + (_numpy_array_globals() if allow_numpy else [])
     allowed = getattr(torch.serialization, "safe_globals", None)
     if allowed is None:  # torch < 2.5
@@ -133,6 +154,7 @@ def _numpy_array_globals() -> list:
     """What pickled numpy arrays and scalars name: the array rebuilders, under numpy 2's module names and, for
     files saved with numpy 1, under the old ``numpy.core`` names (torch >= 2.6 takes such (object, name) pairs)."""
     import numpy as np
+    import torch
 
     multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
     dtype_classes = [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")] \

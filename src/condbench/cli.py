@@ -146,10 +146,21 @@ def _split(text: Optional[str]) -> Optional[list[str]]:
     return [p.strip() for p in text.split(";") if p.strip()] if text else None
 
 
+def _check_files_first(suite, filters: dict) -> None:
+    """Before torch is imported: stop at once, with every missing file named, when the run could not start (the
+    runner checks again, logs the models it skips, and loads the files). Only for tasks whose registry entry
+    checks its files without being built; the others are built and checked by the runner alone."""
+    from .plan import expand
+    from .preflight import check_inputs, restrict
+    from .registry import task_entry
+
+    cells = expand(suite, **filters)
+    if cells and all(task_entry(c.task).inputs is not None for c in cells):  # no cell: the runner says so
+        check_inputs(restrict(suite, cells), log=lambda _: None)
+
+
 def _cmd_run(args: argparse.Namespace, score_only: bool = False) -> int:
     from .plan import costs, expand, format_plan, read_throughput
-    from .reports.html import build_report
-    from .runner import RunOptions, run_suite
     from .suites import load_suite
 
     suite = load_suite(args.suite)
@@ -172,6 +183,10 @@ def _cmd_run(args: argparse.Namespace, score_only: bool = False) -> int:
         for line in checkpoints_not_on_disk(suite, list(dict.fromkeys(c.model for c in cells))):
             print(f"warning: no checkpoint on disk for {line}", file=sys.stderr)
         return 0
+    _check_files_first(suite, filters)
+    from .reports.html import build_report
+    from .runner import RunOptions, run_suite
+
     out = Path(args.out or f"runs/{suite.name}")
     options = RunOptions(device=args.device or ("cuda" if _cuda() else "cpu"), batch_size=args.batch_size,
                          together=args.together, overlap=False if args.no_overlap else None,
@@ -246,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=VersionAction, help="the version and, in a git checkout, the commit")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("list", help="models, tasks, suites and the policy grammar")
+    p = sub.add_parser("list", help="models, tasks, suites and the policy grammar (installed plugins are imported to "
+                                    "be listed; the built-ins import no torch)")
     p.add_argument("what", nargs="?", default="all", choices=["all", "models", "tasks", "metrics", "suites", "policies"])
     p.set_defaults(func=_cmd_list)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .checkpoints import CheckpointError, CheckpointNotFoundError, file_sha256, require_file
+from .checkpoints import CheckpointError, CheckpointNotFoundError, FileSetting, file_sha256, require_file
 from .progress import progress_bar
 
 
@@ -54,42 +54,59 @@ def checkpoint_option(model: str) -> str:
     return CHECKPOINT_OPTION.format(model=model)
 
 
+def checkpoint_setting(model: str, filename: str) -> FileSetting:
+    """The suite key of a model's checkpoint, for the missing-files snippet."""
+    return FileSetting(("model_options", model, "ckpt"), placeholder_path(filename))
+
+
+def placeholder_path(filename: str) -> str:
+    """Where the missing-files snippet says a file goes: ``/path/to/`` and the file's own name."""
+    return f"/path/to/{Path(filename).name}"
+
+
 def resolve_weights(source: WeightSource, path: Optional[str | Path] = None, *, what: str,
-                    option: str = "the option that takes its path", download: bool = True) -> Path:
+                    option: Optional[str] = "the option that takes its path", download: bool = True,
+                    setting: Optional[FileSetting] = None) -> Path:
     """A local copy of ``source``: ``path`` if given, else the cache, else a one-time download into the cache.
 
-    ``option`` says where a user gives the path (a phrase: "the task option reference_batch"). After one failed
-    download the process tries no other (no retries against a network that is not there).
+    ``option`` says where a user gives the path (a phrase: "the task option reference_batch"; None: no option takes
+    it, the file goes in the cache), ``setting`` the
+    same as suite keys (for the missing-files snippet). After one failed download the process tries no other
+    (no retries against a network that is not there).
     """
+    settings = (setting,) if setting else ()
     if path is not None:
         return require_file(path, what, f"check the path given as {option}, or leave it out to use "
-                                        f"{source.describe()} (downloaded once into {cache_root() / 'weights'})")
+                                        f"{source.describe()} (downloaded once into {cache_root() / 'weights'})",
+                            setting)
     target = cache_root() / "weights" / source.filename
     if target.is_file():
         _verify(source, target)
         return target
     fetch = (f"download the parts {', '.join(source.parts)} and concatenate them in that order into {source.filename}"
              if source.parts else f"download {source.url} yourself")
-    how = f"{fetch}, then give its path as {option}, or place it at {target}"
+    how = f"{fetch}, then {f'give its path as {option}, or ' if option else ''}place it at {target}"
     if not source.direct:
         raise CheckpointNotFoundError(
             f"{what} not found: {source.filename!r} is not in the cache ({target}), and it is published only on "
-            f"a page a person downloads from (download it by hand): {source.url}\nHow to provide it: {how}.")
+            f"a page a person downloads from (download it by hand): {source.url}\nHow to provide it: {how}.", settings)
     if not download or offline():
         raise CheckpointNotFoundError(
             f"{what} not found: {source.filename!r} is not in the cache ({target}) and downloads are off "
-            f"(offline mode).\nHow to provide it: {how}.")
+            f"(offline mode).\nHow to provide it: {how}.", settings)
     if _failed_downloads:
         raise CheckpointNotFoundError(
             f"{what} not found: {source.filename!r} is not in the cache ({target}); not downloaded from {source.url} "
-            f"because an earlier download in this run failed ({_failed_downloads[0]}).\nHow to provide it: {how}.")
+            f"because an earlier download in this run failed ({_failed_downloads[0]}).\nHow to provide it: {how}.",
+            settings)
     try:
         _download(source, target)
     except Exception as error:  # network, HTTP and hub errors all end here with the same remedy
         _failed_downloads.append(f"{source.filename}: {error.__class__.__name__}")
         raise CheckpointNotFoundError(
             f"{what} not found: {source.filename!r} is not in the cache ({target}) and downloading it from "
-            f"{source.url} failed ({error.__class__.__name__}: {error}).\nHow to provide it: {how}.") from None
+            f"{source.url} failed ({error.__class__.__name__}: {error}).\nHow to provide it: {how}.",
+            settings) from None
     _verify(source, target)
     return target
 

@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-import torch
+from .lazy import torch  # imported on first use: parsing a spec (list, validate) needs no torch
 
 GRAMMAR = __doc__.split("Grammar (whitespace is ignored)::")[1].split("- ``tail")[0].strip("\n")
 

@@ -5,19 +5,30 @@ and where its checkpoint comes from; ``condbench list models`` prints them.
 
 Other packages add entries through entry points (groups ``condbench.adapters``, ``condbench.tasks``,
 ``condbench.metrics``): each names a ModelEntry / TaskEntry / MetricEntry, or a callable returning one or a
-list of them. Plugins are loaded on the first lookup, not at import; a plugin that fails to load, or that
+list of them. Plugins are loaded when the entries are listed or a name that is not built in is looked up, not at
+import (a plugin cannot replace a built-in, so a built-in name needs no plugin); a plugin that fails to load, or that
 would replace a name already registered, is reported by name (a :class:`PluginWarning`) and skipped, so it
 never hides a built-in.
+
+The built-in entries are data and lazy factories: importing this module, listing the entries and resolving their
+files import no torch; a factory imports its network, adapter or task module when it is called. (A plugin's
+module is imported to be listed, and may import torch.)
 """
 from __future__ import annotations
 
 import difflib
+import importlib
+import inspect
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from .adapters.base import Adapter
+from .adapters.catalogue import MDSGEN_EMBEDDER_PREFIXES, XMDPT_EMBEDDER_PREFIXES
+from .tasks.shipped import DIGITS_DIT, DIGITS_XMDPT, SHAPES_MDSGEN, ShippedNetwork
+
+if TYPE_CHECKING:
+    from .adapters.base import Adapter
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,9 @@ class TaskEntry:
     description: str
     factory: Callable[..., Any]
     origin: str = "built-in"
+    # task options -> one check per file the task reads, without building the task (so without torch): the run's
+    # missing-files preflight; None: the preflight builds the task and calls its ``required_inputs()``
+    inputs: Optional[Callable[..., list]] = None
 
 
 @dataclass(frozen=True)
@@ -157,15 +171,15 @@ def _lookup(table: dict, name: str, what: str):
 
 
 def model_entry(name: str) -> ModelEntry:
-    return _lookup(models(), name, "model")
+    return _lookup(MODELS if name in MODELS else models(), name, "model")
 
 
 def task_entry(name: str) -> TaskEntry:
-    return _lookup(tasks(), name, "task")
+    return _lookup(TASKS if name in TASKS else tasks(), name, "task")
 
 
 def metric_entry(name: str) -> MetricEntry:
-    return _lookup(metrics(), name, "metric")
+    return _lookup(METRICS if name in METRICS else metrics(), name, "metric")
 
 
 def load_adapter(name: str, ckpt: Optional[str] = None, **config: Any) -> Adapter:
@@ -178,40 +192,66 @@ def load_task(name: str, **options: Any):
     return task_entry(name).factory(**options)
 
 
+class LazyFactory:
+    """``module:name``, imported on the first call: a registry factory whose module (torch, diffusers...) is
+    imported only when something is built. Its signature is the target's, for option checks."""
+
+    def __init__(self, module: str, name: str):
+        self.module, self.name = module, name
+
+    @property
+    def target(self) -> Callable[..., Any]:
+        return getattr(importlib.import_module(self.module), self.name)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return inspect.signature(self.target)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.target(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"LazyFactory({self.module}:{self.name})"
+
+
+def _task(module: str, name: str) -> LazyFactory:
+    return LazyFactory(f"condbench.tasks.{module}", name)
+
+
+BUILTIN_TASKS = (
+    TaskEntry("digits", "scikit-learn's 8x8 digits, 10 classes, built in (no download)", _task("digits", "DigitsTask")),
+    TaskEntry("pose-digits", "paired 8x8 digits: a same-class source + the target's ink mask -> the target (tiny "
+              "X-MDPT; PSNR, SSIM, class fidelity, digits-CNN FID), built in", _task("pose_digits", "PoseDigitsTask")),
+    TaskEntry("imagenet", "ImageNet 256x256 class-conditional, 1,000 classes (ADM evaluator protocol)",
+              _task("imagenet", "ImageNetTask"), inputs=_task("imagenet_inputs", "imagenet_inputs")),
+    TaskEntry("text", "text-to-image on a prompt set (COCO captions by default): CLIP score, clean-FID",
+              _task("text", "TextTask")),
+    TaskEntry("audio", "video-to-audio on the VGGSound test clips (MDSGen): FD_VGG, FD_PANNs, KL, IS "
+              "(av-benchmark protocol)", _task("audio", "AudioTask")),
+    TaskEntry("audio-shapes", "synthetic moving-square videos whose look sets a sound, built in (no download): FD / "
+              "KL / IS of the task's own audio classifier", _task("audio_shapes", "ShapesAudioTask")),
+    TaskEntry("pose", "pose-guided person images, DeepFashion test pairs (PIDM protocol: FID, SSIM, LPIPS, PSNR)",
+              _task("pose", "PoseTask")),
+)
+
+
 def _register_builtins() -> None:
-    import torch
-
-    from .adapters.dit import DiTAdapter, pixels_from_model_space
-    from .adapters.sd3 import SD3_RELEASES
-    from .adapters.dit_model import DiT
+    from .adapters.sd3_releases import SD3_RELEASES
     from .adapters.zoo import DIT_EMBEDDERS, RELEASES
-    from .tasks.audio import AudioTask
-    from .tasks.audio_shapes import ShapesAudioTask
-    from .tasks.digits import ASSET_DIT, DIGITS_DIT_CONFIG, DIGITS_SAMPLER, DigitsTask
-    from .tasks.imagenet import ImageNetTask
-    from .adapters.xmdpt_model import XMDPT, XMDPT_EMBEDDER_PREFIXES
-    from .tasks.pose import PoseTask
-    from .tasks.pose_digits import ASSET_XMDPT, XMDPT_DIGITS_CONFIG, XMDPT_DIGITS_SAMPLER, PoseDigitsTask
-    from .tasks.text import TextTask
 
-    def xmdpt_digits_adapter(model, **options: Any) -> Adapter:
-        from .adapters.xmdpt import XMDPTAdapter
-
-        return XMDPTAdapter(model, "xmdpt-digits", decoder=pixels_from_model_space, **options)
-
+    digits, xmdpt, shapes = DIGITS_DIT.sampler, DIGITS_XMDPT.sampler, SHAPES_MDSGEN.sampler
     register_model(_shipped_entry(
-        "dit-digits", "digits", ASSET_DIT, "digits", lambda: DiT(DIGITS_DIT_CONFIG),
-        lambda model, **options: DiTAdapter(model, "dit-digits", **options), DIGITS_SAMPLER, "ddpm", DIT_EMBEDDERS,
-        f"DDPM {DIGITS_SAMPLER['num_steps']} respaced steps, learned sigma, CFG {DIGITS_SAMPLER['cfg_scale']}",
-        DIGITS_DIT_CONFIG.hidden_size, contract_inputs=lambda: (torch.tensor([0, 3, 7]), (1, 8, 8))))
+        DIGITS_DIT, _dit_digits_network, _dit_digits_adapter, "ddpm", DIT_EMBEDDERS,
+        f"DDPM {digits['num_steps']} respaced steps, learned sigma, CFG {digits['cfg_scale']}",
+        contract_inputs=_dit_digits_contract_inputs))
     register_model(_shipped_entry(
-        "xmdpt-digits", "pose-digits", ASSET_XMDPT, "pose-digits", lambda: XMDPT(XMDPT_DIGITS_CONFIG),
-        xmdpt_digits_adapter,
-        XMDPT_DIGITS_SAMPLER, "ddim", XMDPT_EMBEDDER_PREFIXES,
-        f"DDIM {XMDPT_DIGITS_SAMPLER['num_steps']} respaced steps (eta 0), CFG {XMDPT_DIGITS_SAMPLER['cfg_scale']} "
-        f"power-cosine (pow {XMDPT_DIGITS_SAMPLER['scale_pow']}) on all channels", XMDPT_DIGITS_CONFIG.hidden_size,
-        contract_inputs=lambda: (PoseDigitsTask(num_pairs=3).conditions(), (1, 8, 8))))
-    register_model(_mdsgen_shapes_entry())
+        DIGITS_XMDPT, _xmdpt_digits_network, _xmdpt_digits_adapter, "ddim", XMDPT_EMBEDDER_PREFIXES,
+        f"DDIM {xmdpt['num_steps']} respaced steps (eta 0), CFG {xmdpt['cfg_scale']} power-cosine "
+        f"(pow {xmdpt['scale_pow']}) on all channels", contract_inputs=_xmdpt_digits_contract_inputs))
+    register_model(_shipped_entry(
+        SHAPES_MDSGEN, _mdsgen_shapes_network, _mdsgen_shapes_adapter, "dpm-solver++", MDSGEN_EMBEDDER_PREFIXES,
+        f"DPM-Solver++ 2M (multistep) {shapes['num_steps']} steps, power-cosine CFG {shapes['cfg_scale']:g} "
+        f"(pow {shapes['scale_pow']:g}), Griffin-Lim", contract_inputs=_mdsgen_shapes_contract_inputs))
     for release in RELEASES:
         defaults = release.sampler_defaults
         register_model(ModelEntry(release.name, release.task, release.c_dim, release.sampler, release.weights.url,
@@ -221,38 +261,27 @@ def _register_builtins() -> None:
                                   contract_case=release.contract_case if release.tiny_config else None))
     for sd3 in SD3_RELEASES:
         register_model(_sd3_entry(sd3))
-    register_task(TaskEntry("digits", "scikit-learn's 8x8 digits, 10 classes, built in (no download)", DigitsTask))
-    register_task(TaskEntry("pose-digits", "paired 8x8 digits: a same-class source + the target's ink mask -> the "
-                            "target (tiny X-MDPT; PSNR, SSIM, class fidelity, digits-CNN FID), built in", PoseDigitsTask))
-    register_task(TaskEntry("imagenet", "ImageNet 256x256 class-conditional, 1,000 classes (ADM evaluator protocol)",
-                            ImageNetTask))
-    register_task(TaskEntry("text", "text-to-image on a prompt set (COCO captions by default): CLIP score, clean-FID",
-                            TextTask))
-    register_task(TaskEntry("audio", "video-to-audio on the VGGSound test clips (MDSGen): FD_VGG, FD_PANNs, KL, IS "
-                            "(av-benchmark protocol)", AudioTask))
-    register_task(TaskEntry("audio-shapes", "synthetic moving-square videos whose look sets a sound, built in (no "
-                            "download): FD / KL / IS of the task's own audio classifier", ShapesAudioTask))
-    register_task(TaskEntry("pose", "pose-guided person images, DeepFashion test pairs (PIDM protocol: FID, SSIM, "
-                            "LPIPS, PSNR)", PoseTask))
+    for task in BUILTIN_TASKS:
+        register_task(task)
 
 
-def _shipped_entry(name: str, task: str, asset: str, train_task: str, build: Callable[[], Any],
-                   adapter: Callable[..., Adapter], defaults: dict, sampler_name: str, embedder_prefixes: tuple[str, ...],
-                   sampler_line: str, c_dim: int,
+def _shipped_entry(network: ShippedNetwork, build: Callable[[], Any], adapter: Callable[..., Adapter],
+                   sampler_name: str, embedder_prefixes: tuple[str, ...], sampler_line: str,
                    contract_inputs: Optional[Callable[[], tuple]] = None) -> ModelEntry:
     """A registry entry for a tiny network shipped in the package (``assets/ASSET``, reproduced by
-    ``condbench train TRAIN_TASK``): ``build()`` makes the network, ``adapter(network, checkpoint=, **sampler)`` wraps it;
+    ``condbench train TASK``): ``build()`` makes the network, ``adapter(network, checkpoint=, **sampler)`` wraps it;
     ``contract_inputs()`` gives the adapter contract's conditions, decoded shape and optionally its value range
     (default [0, 1]; None: any finite values); no ``contract_inputs``: no contract case."""
-    import torch
-
-    from .adapters.loading import load_network
-    from .checkpoints import require_file
-    from .tasks import asset_path
+    name, defaults, asset, train_task = network.model, network.sampler, network.asset, network.task
 
     def checkpoint(ckpt: Optional[str] = None) -> Path:
+        from .checkpoints import require_file
+        from .hub import checkpoint_option, checkpoint_setting
+        from .tasks import asset_path
+
         return require_file(ckpt or asset_path(asset), f"{name} checkpoint",
-                            f"run `condbench train {train_task} --out DIR` and pass --ckpt DIR/{asset}")
+                            f"run `condbench train {train_task} --out DIR` and give DIR/{asset} as "
+                            f"{checkpoint_option(name)}", checkpoint_setting(name, asset))
 
     def check_sampler(sampler: Optional[str]) -> None:
         if sampler not in (None, sampler_name):
@@ -260,12 +289,16 @@ def _shipped_entry(name: str, task: str, asset: str, train_task: str, build: Cal
 
     def factory(ckpt: Optional[str] = None, device: str = "cpu", embedders_only: bool = False,
                 sampler: Optional[str] = None, **options: Any) -> Adapter:
+        from .adapters.loading import load_network
+
         check_sampler(sampler)
         model, info = load_network(build, checkpoint(ckpt), embedder_prefixes=embedder_prefixes,
                                    embedders_only=embedders_only)
         return adapter(model, checkpoint=info, **{**defaults, **options}).to(device)
 
     def plan(sampler: Optional[str] = None, **options: Any) -> Adapter:
+        import torch
+
         check_sampler(sampler)
         for only_files in ("ckpt", "device", "embedders_only"):
             options.pop(only_files, None)
@@ -282,50 +315,97 @@ def _shipped_entry(name: str, task: str, asset: str, train_task: str, build: Cal
         conditions, shape, *value_range = contract_inputs()
         return ContractCase(factory(ckpt, num_steps=3), conditions, shape, *value_range, checkpoint=checkpoint(ckpt))
 
-    return ModelEntry(name, task, c_dim, sampler_line, f"shipped in the package (condbench train {train_task})", factory,
-                      defaults["num_steps"], defaults["cfg_scale"], checkpoint, planner=plan, samplers=(sampler_name,),
+    return ModelEntry(name, network.task, network.hidden_size, sampler_line,
+                      f"shipped in the package (condbench train {train_task})", factory, defaults["num_steps"],
+                      defaults["cfg_scale"], checkpoint, planner=plan, samplers=(sampler_name,),
                       contract_case=contract_case if contract_inputs else None)
 
 
-def _mdsgen_shapes_entry() -> ModelEntry:
-    """``mdsgen-shapes``: MDSGen's network at a tiny size, trained on the audio-shapes clips, shipped in the package;
-    MDSGen's own sampler (DPM-Solver++ 2M, power-cosine guidance) and a Griffin-Lim decoder."""
+def _dit_digits_network():
+    from .adapters.dit_model import DiT
+    from .tasks.digits import DIGITS_DIT_CONFIG
+
+    return DiT(DIGITS_DIT_CONFIG)
+
+
+def _dit_digits_adapter(model, **options: Any) -> Adapter:
+    from .adapters.dit import DiTAdapter
+
+    return DiTAdapter(model, DIGITS_DIT.model, **options)
+
+
+def _dit_digits_contract_inputs() -> tuple:
     import torch
 
+    return torch.tensor([0, 3, 7]), (1, 8, 8)
+
+
+def _xmdpt_digits_network():
+    from .adapters.xmdpt_model import XMDPT
+    from .tasks.pose_digits import XMDPT_DIGITS_CONFIG
+
+    return XMDPT(XMDPT_DIGITS_CONFIG)
+
+
+def _xmdpt_digits_adapter(model, **options: Any) -> Adapter:
+    from .adapters.dit import pixels_from_model_space
+    from .adapters.xmdpt import XMDPTAdapter
+
+    return XMDPTAdapter(model, DIGITS_XMDPT.model, decoder=pixels_from_model_space, **options)
+
+
+def _xmdpt_digits_contract_inputs() -> tuple:
+    from .tasks.pose_digits import PoseDigitsTask
+
+    return PoseDigitsTask(num_pairs=3).conditions(), (1, 8, 8)
+
+
+def _mdsgen_shapes_network():
+    """MDSGen's network at a tiny size, trained on the audio-shapes clips."""
+    from .adapters.mdsgen_model import MDSGen
+    from .tasks.audio_shapes import SHAPES_MDSGEN_CONFIG
+
+    return MDSGen(SHAPES_MDSGEN_CONFIG)
+
+
+def _mdsgen_shapes_adapter(model, **options: Any) -> Adapter:
+    """MDSGen's own sampler (DPM-Solver++ 2M, power-cosine guidance) and a Griffin-Lim decoder."""
     from .adapters.griffin_lim import GriffinLimDecoder
     from .adapters.mdsgen import MDSGenAdapter
-    from .adapters.mdsgen_model import MDSGEN_EMBEDDER_PREFIXES, MDSGen
+
+    return MDSGenAdapter(model, SHAPES_MDSGEN.model, decoder=GriffinLimDecoder(), **options)
+
+
+def _mdsgen_shapes_contract_inputs() -> tuple:
+    """Three random clips' (frames, features), a waveform each, any finite values."""
+    import torch
+
     from .datasets.shapes_audio import AUDIO_SAMPLES
-    from .tasks.audio_shapes import ASSET_MDSGEN, SHAPES_MDSGEN_CONFIG, SHAPES_SAMPLER
+    from .tasks.audio_shapes import SHAPES_MDSGEN_CONFIG
 
-    def contract_inputs() -> tuple:
-        config = SHAPES_MDSGEN_CONFIG  # three random clips' (frames, features), a waveform each, any finite values
-        features = torch.rand(3, config.num_frames, config.feature_dim, generator=torch.Generator().manual_seed(0))
-        return features, (AUDIO_SAMPLES,), None
-
-    return _shipped_entry(
-        "mdsgen-shapes", "audio-shapes", ASSET_MDSGEN, "audio-shapes", lambda: MDSGen(SHAPES_MDSGEN_CONFIG),
-        lambda model, **options: MDSGenAdapter(model, "mdsgen-shapes", decoder=GriffinLimDecoder(), **options),
-        SHAPES_SAMPLER, "dpm-solver++", MDSGEN_EMBEDDER_PREFIXES,
-        f"DPM-Solver++ 2M (multistep) {SHAPES_SAMPLER['num_steps']} steps, power-cosine CFG "
-        f"{SHAPES_SAMPLER['cfg_scale']:g} (pow {SHAPES_SAMPLER['scale_pow']:g}), Griffin-Lim",
-        SHAPES_MDSGEN_CONFIG.hidden_size, contract_inputs=contract_inputs)
+    config = SHAPES_MDSGEN_CONFIG
+    features = torch.rand(3, config.num_frames, config.feature_dim, generator=torch.Generator().manual_seed(0))
+    return features, (AUDIO_SAMPLES,), None
 
 
 def _sd3_entry(release) -> ModelEntry:
     """A registry entry for an SD3-family diffusers pipeline (model options: path, t5, dtype, num_steps, ...)."""
-    from .adapters.sd3 import load_sd3, resolve_pipeline_folder, sd3_contract_case
+    from .adapters.sd3_releases import resolve_pipeline_folder
 
     def factory(ckpt: Optional[str] = None, **options: Any) -> Adapter:
+        from .adapters.sd3 import load_sd3
+
         return load_sd3(release, ckpt=ckpt, **options)
 
     def resolve(options: dict) -> Path:
         return resolve_pipeline_folder(release, options.get("path") or options.get("ckpt"), t5=options.get("t5", True))
 
-    sampler = f"flow-match Euler {release.num_steps} steps, CFG {release.cfg_scale:g}, negative prompt ''"
     def contract_case(ckpt: Optional[str] = None, model_config: Optional[dict] = None):
+        from .adapters.sd3 import sd3_contract_case
+
         return sd3_contract_case(release, ckpt, model_config)
 
+    sampler = f"flow-match Euler {release.num_steps} steps, CFG {release.cfg_scale:g}, negative prompt ''"
     return ModelEntry(release.name, "text", release.c_dim, sampler, f"https://huggingface.co/{release.repo} (gated)",
                       factory, release.num_steps, release.cfg_scale,
                       lambda ckpt: resolve_pipeline_folder(release, ckpt), resolve, contract_case=contract_case)

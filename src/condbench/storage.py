@@ -19,9 +19,10 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 Log = Callable[[str], None]
 
@@ -119,6 +120,8 @@ def atomic_write(target: str | Path, data: bytes | str) -> Path:
 
 def atomic_save_npz(target: str | Path, arrays: dict[str, np.ndarray], compressed: bool = False) -> Path:
     """``np.savez`` (or ``savez_compressed``) to ``target`` atomically."""
+    import numpy as np
+
     with atomic_path(target) as tmp:
         with open(tmp, "wb") as handle:  # a handle: np.savez would add ".npz" to a path
             (np.savez_compressed if compressed else np.savez)(handle, **arrays)

@@ -17,8 +17,8 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator
 from pydantic.dataclasses import dataclass
 from typing_extensions import TypedDict
 
-from .analysis import DEFAULT_TAUS
 from .policies import parse_policy
+from .sparsity import DEFAULT_TAUS
 
 
 class SuiteError(ValueError):

@@ -25,6 +25,7 @@ from torch import nn
 
 from ..precision import outside_autocast
 
+from .catalogue import MDSGEN_EMBEDDER_PREFIXES, MDSGEN_TRAINING_ONLY_PREFIXES  # noqa: F401
 from .dit_model import EmbeddingHook, FinalLayer, PatchEmbed, TimestepEmbedder
 from .mdt_model import MDTBlock
 
@@ -60,10 +61,6 @@ class MDSGenConfig:
 
 
 MDSGEN_B_2 = MDSGenConfig()
-# Weights the official file carries for masked training only; inference never uses them.
-MDSGEN_TRAINING_ONLY_PREFIXES = ("sideblocks.", "mask_token")
-# The state-dict prefixes of the parts that form c.
-MDSGEN_EMBEDDER_PREFIXES = ("t_embedder.", "mlp_feat.", "conv1d_feat.")
 
 
 def sincos_pos_embed_grid(embed_dim: int, rows: int, cols: int) -> np.ndarray:

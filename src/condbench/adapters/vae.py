@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..checkpoints import file_sha256, load_state_dict, load_strict, require_file
+from .catalogue import UVIT_AUTOENCODER_FILE, UVIT_AUTOENCODER_URL
 
 SD_VAE_SCALE = 0.18215
 SD_VAE_EMA = "stabilityai/sd-vae-ft-ema"
@@ -162,8 +163,6 @@ def ldm_decoder_from_state(state: dict[str, torch.Tensor], config: LDMDecoderCon
     return net.eval()
 
 
-UVIT_AUTOENCODER_FILE = "autoencoder_kl_ema.pth"
-UVIT_AUTOENCODER_URL = "https://drive.google.com/drive/folders/1yo-XhqbPue3rp5P57j6QbA5QZx6KybvP"
 UVIT_AUTOENCODER_HINT = (f"download {UVIT_AUTOENCODER_FILE} by hand from the `stable-diffusion` folder on Google Drive "
                          f"that U-ViT's README links ({UVIT_AUTOENCODER_URL}) and pass it with model option "
                          f"decoder=/path/to/{UVIT_AUTOENCODER_FILE}")

@@ -32,6 +32,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .catalogue import XMDPT_EMBEDDER_PREFIXES, XMDPT_SIZES, XMDPT_TRAINING_ONLY_PREFIXES  # noqa: F401
 from .dit_model import DiT, EmbeddingHook, FinalLayer, PatchEmbed, TimestepEmbedder, sincos_pos_embed_2d
 from .mdt_model import MDTBlock
 
@@ -64,21 +65,6 @@ class XMDPTConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-# The official sizes (``XMDPT_{S,B,L,XL}_2`` in models.py); S, B and L are released.
-XMDPT_SIZES = {
-    "S": dict(hidden_size=384, depth=12, num_heads=6),
-    "B": dict(hidden_size=768, depth=12, num_heads=12),
-    "L": dict(hidden_size=1024, depth=24, num_heads=16),
-    "XL": dict(hidden_size=1152, depth=28, num_heads=16),
-}
-
-# Weights the official file carries for masked training only (the side interpolator and its mask token).
-XMDPT_TRAINING_ONLY_PREFIXES = ("sideblocks.", "sideblocks_cross.", "mask_token")
-# The state-dict prefixes of everything c depends on (the local head reads the patchified source latent).
-XMDPT_EMBEDDER_PREFIXES = ("t_embedder.", "x_embedder.", "pos_embed", "mlp_dino_pose.", "mlp_dino_img.",
-                           "conv1d_pose.", "conv1d_global.", "conv1d_local.", "mlp_final.")
 
 
 def xmdpt_config(size: str, **overrides) -> XMDPTConfig:

@@ -4,22 +4,27 @@ Each :class:`ReleasedModel` turns into a registry entry whose factory resolves t
 one-time download into the cache), builds the network at the official size (or the sizes in
 ``model_config``, for tests and smaller variants), loads the file strictly, and wraps it in the model's own
 sampler with its published defaults (any of which a caller may override).
+
+This module is torch-free at import (``condbench list`` and the missing-files preflight read :data:`RELEASES`
+without torch): the networks, adapters and decoders are imported when a release is built.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-import torch
-from torch import nn
+from ..checkpoints import CheckpointNotFoundError, FileSetting, require_file
+from ..hub import WeightSource, checkpoint_option, checkpoint_setting, placeholder_path, resolve_weights
+from .catalogue import (MDSGEN_EMBEDDER_PREFIXES, MDSGEN_TRAINING_ONLY_PREFIXES, UVIT_AUTOENCODER_FILE,
+                        UVIT_AUTOENCODER_URL, XMDPT_EMBEDDER_PREFIXES, XMDPT_SIZES, XMDPT_TRAINING_ONLY_PREFIXES)
 
-from ..hub import WeightSource, checkpoint_option, resolve_weights
-from .base import Adapter
-from .loading import load_network
-from .mdsgen_model import MDSGEN_EMBEDDER_PREFIXES, MDSGEN_TRAINING_ONLY_PREFIXES
-from .vae import UVIT_AUTOENCODER_FILE, UVIT_AUTOENCODER_URL, SDVAEDecoder, UViTAutoencoderDecoder
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from .base import Adapter
 
 DIT_EMBEDDERS = ("t_embedder.", "y_embedder.")
 
@@ -38,13 +43,14 @@ class ReleasedModel:
     state_keys: tuple[str, ...] = ()  # sub-dicts of the file to look in (``ema``, ``model``)
     ignore_prefixes: tuple[str, ...] = ()  # training-only weights in the file
     embedder_prefixes: tuple[str, ...] = DIT_EMBEDDERS
-    decoder: Callable[[], Callable] = SDVAEDecoder
+    decoder: Callable[[], Callable] = lambda: _sd_vae_decoder()
     steps_key: str = "num_steps"
     task: str = "imagenet"
     decoder_at: Callable[[str], Callable] = lambda path: decoder_from_path(path)  # decoder=PATH -> the decoder
     check_file: Optional[Callable[[Path, dict], None]] = None  # (checkpoint, model_config) -> raises if it does not fit
-    # decoder option (None: the default) -> raises CheckpointNotFoundError when the decoder's files are absent
-    check_decoder: Optional[Callable[[Optional[Any]], None]] = None
+    # (decoder option (None: the default), model name) -> raises CheckpointNotFoundError when the decoder's files are
+    # absent: the preflight's check, for decoders that load their files only when they first decode
+    check_decoder: Optional[Callable[[Optional[Any], str], None]] = None
     # the samplers a user may pick with ``sampler=NAME`` (model option), each as its adapter options; the first is
     # the official default
     samplers: dict[str, dict] = field(default_factory=lambda: {"default": {}})
@@ -66,25 +72,24 @@ class ReleasedModel:
 
     def resolve(self, ckpt: Optional[str] = None) -> Path:
         """The local checkpoint: ``ckpt``, the cached copy, or a one-time download."""
-        return resolve_weights(self.weights, ckpt, what=f"{self.name} checkpoint", option=checkpoint_option(self.name))
+        return resolve_weights(self.weights, ckpt, what=f"{self.name} checkpoint", option=checkpoint_option(self.name),
+                               setting=checkpoint_setting(self.name, self.weights.filename))
 
     def resolve_options(self, options: dict) -> Path:
         """The checkpoint of the suite's model options, after checking the decoder's files too: one error names
         every missing file (the run's preflight lists it)."""
-        from ..checkpoints import CheckpointNotFoundError
-
         problems, path = [], None
         try:
             path = self.resolve(options.get("ckpt"))
         except CheckpointNotFoundError as error:
-            problems.append(str(error))
+            problems.append(error)
         if self.check_decoder is not None:
             try:
-                self.check_decoder(options.get("decoder"))
+                self.check_decoder(options.get("decoder"), self.name)
             except CheckpointNotFoundError as error:
-                problems.append(str(error))
+                problems.append(error)
         if problems:
-            raise CheckpointNotFoundError("\n".join(problems))
+            raise CheckpointNotFoundError("\n".join(str(p) for p in problems), sum((p.settings for p in problems), ()))
         return path
 
     def load(self, ckpt: Optional[str] = None, device: str = "cpu", model_config: Optional[dict] = None,
@@ -92,6 +97,8 @@ class ReleasedModel:
              **options: Any) -> Adapter:
         """The adapter for this release; ``embedders_only`` reads only the parts that form c (for analysis);
         ``sampler`` picks one of :attr:`samplers`, ``options`` override its settings (``num_steps``...)."""
+        from .loading import load_network
+
         choice, settings = self.sampler_options(sampler)
         path = self.resolve(ckpt)
         if self.check_file is not None:
@@ -112,6 +119,8 @@ class ReleasedModel:
         default), or, with no ``ckpt``, a tiny network with random weights saved to a temporary file and loaded as a
         release is. Three conditions, 3 sampler steps."""
         import tempfile
+
+        import torch
 
         from ..contract import ContractCase, randomize_
 
@@ -139,6 +148,8 @@ class ReleasedModel:
     def plan(self, model_config: Optional[dict] = None, sampler: Optional[str] = None, **options: Any) -> Adapter:
         """The adapter with its network on the meta device and no weights: it answers what the sampler will do
         (steps, evaluations) without any file, for ``--dry-run``. Options that only locate files are ignored."""
+        import torch
+
         choice, settings = self.sampler_options(sampler)
         for only_files in ("ckpt", "device", "embedders_only", "decoder"):
             options.pop(only_files, None)
@@ -156,9 +167,18 @@ def _no_decoder(samples):
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
 
 
+def _sd_vae_decoder() -> Callable:
+    """The default decoder of the ImageNet releases: SD's VAE (ft-EMA)."""
+    from .vae import SDVAEDecoder
+
+    return SDVAEDecoder()
+
+
 def decoder_from_path(path: str | Path) -> Callable:
     """The model option ``decoder=PATH``: a file (``.pth``...) is a KL-f8 autoencoder state dict in the LDM layout,
     as U-ViT ships ``autoencoder_kl_ema.pth``; anything else a diffusers ``AutoencoderKL`` folder or hub id."""
+    from .vae import SDVAEDecoder, UViTAutoencoderDecoder
+
     if Path(path).suffix in CHECKPOINT_SUFFIXES or Path(path).expanduser().is_file():
         return UViTAutoencoderDecoder(path)
     return SDVAEDecoder(str(path))
@@ -238,26 +258,61 @@ VAVAE_LATENT_STATS = WeightSource("latents_stats.pt", "https://huggingface.co/hu
                                   "resolve/main/latents_stats.pt", hf_repo="hustvl/vavae-imagenet256-f16d32-dinov2")
 
 
+VAVAE_FILES = ((VAVAE, "VA-VAE f16d32 decoder"), (VAVAE_LATENT_STATS, "VA-VAE latent statistics"))
+
+
+def _vavae_file(source: WeightSource, what: str) -> Path:
+    """One of VA-VAE's files: the cache, or a one-time download (no option takes it)."""
+    setting = FileSetting(("CONDBENCH_CACHE",), "/path/to/cache", env=True, note=f"weights/{source.filename}")
+    return resolve_weights(source, what=what, option=None, setting=setting)
+
+
+def _check_vavae(decoder: Optional[Any], model: str) -> None:
+    """The preflight's check of LightningDiT's default decoder (its files are read only when it first decodes):
+    one error naming each missing file."""
+    problems = []
+    for source, what in VAVAE_FILES if decoder is None else ():
+        try:
+            _vavae_file(source, what)
+        except CheckpointNotFoundError as error:
+            problems.append(error)
+    if problems:
+        raise CheckpointNotFoundError("\n".join(str(p) for p in problems), sum((p.settings for p in problems), ()))
+
+
 def _vavae_decoder() -> DecoderOnFirstUse:
     def make():
         from .vavae import VAVAEDecoder
 
-        return VAVAEDecoder(resolve_weights(VAVAE, what="VA-VAE f16d32 decoder", option="decoder"),
-                            resolve_weights(VAVAE_LATENT_STATS, what="VA-VAE latent statistics", option="decoder"))
+        return VAVAEDecoder(*(_vavae_file(source, what) for source, what in VAVAE_FILES))
 
     return DecoderOnFirstUse(make, {"decoder": "VA-VAE f16d32", "checkpoint": VAVAE.filename,
                                     "latent_stats": VAVAE_LATENT_STATS.filename})
 
 
 UVIT_AUTOENCODER = WeightSource(UVIT_AUTOENCODER_FILE, UVIT_AUTOENCODER_URL, direct=False)
+UVIT_AUTOENCODER_WHAT = ("U-ViT's autoencoder (Google Drive only: download it by hand from the `stable-diffusion` "
+                         "folder that U-ViT's README links)")
+
+
+def _check_uvit_decoder(decoder: Optional[Any], model: str) -> None:
+    """The preflight's check of U-ViT's decoder file (read only when it first decodes): the default's, or a
+    ``decoder=PATH`` file (a diffusers folder or hub id is checked when it loads)."""
+    setting = FileSetting(("model_options", model, "decoder"), placeholder_path(UVIT_AUTOENCODER_FILE))
+    if decoder is None:
+        resolve_weights(UVIT_AUTOENCODER, option=f"the model option decoder of {model}", what=UVIT_AUTOENCODER_WHAT,
+                        setting=setting)
+    elif Path(decoder).suffix in CHECKPOINT_SUFFIXES:
+        require_file(decoder, UVIT_AUTOENCODER_WHAT, f"check the path given as the model option decoder of {model}",
+                     setting)
 
 
 def _uvit_decoder() -> DecoderOnFirstUse:
     """U-ViT's own autoencoder (SD's KL-f8 EMA, converted by its authors), as its ``eval_ldm_discrete.py`` decodes."""
     def make():
-        path = resolve_weights(UVIT_AUTOENCODER, option="decoder",
-                               what="U-ViT's autoencoder (Google Drive only: download it by hand from the "
-                                    "`stable-diffusion` folder that U-ViT's README links)")
+        path = resolve_weights(UVIT_AUTOENCODER, option="decoder", what=UVIT_AUTOENCODER_WHAT)
+        from .vae import UViTAutoencoderDecoder
+
         return UViTAutoencoderDecoder(path)
 
     return DecoderOnFirstUse(make, {"decoder": "U-ViT autoencoder (SD KL-f8 EMA, LDM layout)",
@@ -287,12 +342,16 @@ def _audioldm_decoder(source: Optional[str | Path] = None) -> Callable:
 
 def _cavp_features() -> torch.Tensor:
     """Three clips' CAVP features (3, 32, 512), random: MDSGen's condition."""
+    import torch
+
     return torch.randn(3, 32, 512, generator=torch.Generator().manual_seed(0))
 
 
 def _xmdpt_pair_conditions():
     """Three pairs' X-MDPT conditions, random, at the tiny contract size (:data:`TINY_XMDPT`), sliceable like the
     pose task's: DINOv2 pose (3, 5, 16) and source (3, 5, 24) tokens and the source latent (3, 4, 8, 8)."""
+    import torch
+
     from ..tasks.pose import PairBatch, PairConditions
 
     generator = torch.Generator().manual_seed(0)
@@ -302,10 +361,14 @@ def _xmdpt_pair_conditions():
     return PairConditions(lambda rows: PairBatch({k: v[rows.start:rows.stop] for k, v in tensors.items()}, rows), 3)
 
 
-def _audioldm_available(source: Optional[str | Path] = None) -> None:
+def _audioldm_available(source: Optional[str | Path], model: str) -> None:
     from .audioldm import AUDIOLDM_REPO, require_audioldm
 
-    require_audioldm(source or AUDIOLDM_REPO)
+    try:
+        require_audioldm(source or AUDIOLDM_REPO)
+    except CheckpointNotFoundError as error:
+        raise CheckpointNotFoundError(str(error), (FileSetting(("model_options", model, "decoder"), placeholder_path(
+            AUDIOLDM_REPO), note="a folder holding vae/ and vocoder/"),)) from None
 
 
 def _sit_network(**fixed: Any) -> Callable[[dict], nn.Module]:
@@ -350,8 +413,6 @@ def _xmdpt_size_check(size: str) -> Callable[[Path, dict], None]:
 def _xmdpt_release(size: str, drive_id: str) -> ReleasedModel:
     """X-MDPT-{size}/2 from ``ema_0.9999_300000.pt`` (the same name for every size: cached under the official
     ``XMDPT_{size}_2/`` folder). The side blocks and mask token serve masked training only."""
-    from .xmdpt_model import XMDPT_EMBEDDER_PREFIXES, XMDPT_SIZES, XMDPT_TRAINING_ONLY_PREFIXES
-
     return ReleasedModel(
         f"xmdpt-{size.lower()}-2", _xmdpt_network(size), _xmdpt_adapter,
         WeightSource(f"XMDPT_{size}_2/ema_0.9999_300000.pt", f"https://drive.google.com/file/d/{drive_id}/view",
@@ -421,7 +482,8 @@ RELEASES: list[ReleasedModel] = [
                                hf_repo="hustvl/lightningdit-xl-imagenet256-800ep"),
                   1152, "Euler ODE 250 points, shift 0.3, CFG 6.7 on ch[:3] for t >= 0.125",
                   dict(num_steps=250, cfg_scale=6.7),
-                  state_keys=("ema",), decoder=_vavae_decoder, samplers={"ode": {"spec": "LIGHTNINGDIT_ODE"}},
+                  state_keys=("ema",), decoder=_vavae_decoder, check_decoder=_check_vavae,
+                  samplers={"ode": {"spec": "LIGHTNINGDIT_ODE"}},
                   tiny_config=TINY_LIGHTNINGDIT, decoder_factor=16),
     # U-ViT-H/2 (baofff/U-ViT): no AdaLN; c = label token + time token (the study's "y+t"). The authors publish
     # the file on Google Drive only. Images are decoded as U-ViT's evaluation does, with its own converted SD KL-f8
@@ -432,6 +494,7 @@ RELEASES: list[ReleasedModel] = [
                                "https://drive.google.com/file/d/13StUdrjaaSXjfqqF7M47BzPyhMAArQ4u/view", direct=False),
                   1152, "DPM-Solver-fast (singlestep, order 3) 50 evaluations, CFG 1.4 on all channels",
                   dict(num_steps=50, cfg_scale=1.4), embedder_prefixes=("label_emb.",), decoder=_uvit_decoder,
+                  check_decoder=_check_uvit_decoder,
                   samplers={"dpm-solver-fast": {}}, tiny_config=TINY_UVIT),
     # X-MDPT (trungpx/xmdpt), pose-guided person images on DeepFashion: the authors publish each size's file
     # on Google Drive only (README table); decoded with their fine-tuned VAE folder (decoder=PATH)

@@ -12,11 +12,9 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ..checkpoints import CheckpointNotFoundError
 from ..hub import offline
 from .inception import as_uint8_images
-
-DEFAULT_MODEL = "openai/clip-vit-base-patch16"
+from .weight_files import CLIP_MODEL as DEFAULT_MODEL, clip_model_not_found
 PROMPT = "a photo of a {}"
 
 
@@ -45,16 +43,8 @@ class ClipScore:
             self.processor = CLIPProcessor.from_pretrained(self.model_name, cache_dir=cache_dir,
                                                            local_files_only=local_only)
         except (OSError, ValueError) as error:
-            from huggingface_hub.constants import HF_HUB_CACHE
-
             reason = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
-            raise CheckpointNotFoundError(
-                f"CLIP model {self.model_name!r} for the CLIP score could not be loaded ({reason}). Looked in: the "
-                f"local directory {self.model_name} if it is one, else the Hugging Face cache "
-                f"{cache_dir or HF_HUB_CACHE}{' (offline: no download attempted)' if local_only else ''}.\n"
-                f"How to provide it: run once with network access to download it, or `hf download {self.model_name}`,"
-                f" or pass a local directory (CLIPModel and CLIPProcessor saved with save_pretrained) as the metric "
-                f"option clip_model.") from None
+            raise clip_model_not_found(self.model_name, reason, cache_dir, local_only) from None
         self.model = self.model.to(device).eval()
         self.device = torch.device(device)
         self._scores: list[torch.Tensor] = []

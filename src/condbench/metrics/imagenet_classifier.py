@@ -6,7 +6,6 @@ error that names it, its URL and where it was looked for.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -14,8 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoints import CheckpointNotFoundError
 from .inception import as_uint8_images
+from .weight_files import classifier_weights_path
 
 DEFAULT_ARCH = "resnet50"
 DEFAULT_WEIGHTS = "IMAGENET1K_V2"
@@ -40,13 +39,7 @@ class ClassFidelity:
         from torchvision.models import get_model, get_model_weights
 
         spec = get_model_weights(arch)[weights]
-        path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(spec.url)
-        if not path.is_file():
-            raise CheckpointNotFoundError(
-                f"classifier weights for class fidelity not found: {path.name!r} ({arch} {weights}) was looked for "
-                f"at {path}.\nHow to provide it: download {spec.url} into {path.parent} (the torch hub cache; "
-                f"$TORCH_HOME moves it), e.g. by calling torchvision.models.{arch}(weights='{weights}') once with "
-                f"network access, or choose another classifier with the metric option classifier.")
+        path = classifier_weights_path(f"{arch}:{weights}", Path(torch.hub.get_dir()))
         model = get_model(arch, weights=None)
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return cls(model, spec.transforms(), f"torchvision {arch} {weights}", device, batch_size)

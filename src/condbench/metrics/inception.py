@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -19,13 +18,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..checkpoints import CheckpointMismatchError, CheckpointNotFoundError, file_sha256, require_file
-from ..hub import WeightSource, cache_root, resolve_weights
-
-WEIGHTS = WeightSource(
-    "weights-inception-2015-12-05-6726825d.pth",
-    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth")
-WEIGHTS_ENV = "CONDBENCH_INCEPTION_WEIGHTS"
+from ..checkpoints import CheckpointMismatchError, file_sha256
+from .weight_files import INCEPTION_WEIGHTS, inception_weights_path
 EXTRACTOR_NAME = "inception-v3-compat"
 POOL_DIM, LOGIT_DIM = 2048, 1008
 SFID_CHANNELS, SFID_GRID = 7, 17
@@ -57,14 +51,14 @@ class InceptionFeatures(nn.Module):
 
         ``download=True`` fetches the file once into the cache instead of refusing.
         """
-        resolved = weights_path(path, download)
+        resolved = inception_weights_path(path, download)
         try:
             state_dict = torch.load(resolved, map_location="cpu", weights_only=True)
             extractor = cls._build(state_dict, resolved.name, file_sha256(resolved))
         except (RuntimeError, ValueError, OSError) as error:  # unpicklable, or not torch-fidelity's layout
             raise CheckpointMismatchError(
-                f"{resolved} is not torch-fidelity's {WEIGHTS.filename} ({str(error).splitlines()[0]}). Download "
-                f"it again from {WEIGHTS.url}.") from None
+                f"{resolved} is not torch-fidelity's {INCEPTION_WEIGHTS.filename} ({str(error).splitlines()[0]}). "
+                f"Download it again from {INCEPTION_WEIGHTS.url}.") from None
         return extractor.to(device)
 
     @classmethod
@@ -117,26 +111,6 @@ class InceptionFeatures(nn.Module):
                              "flattened (h, w, c) like TF NHWC (2023)",
             "is_logits": "pool_3 @ fc.weight^T without bias (1008 classes)",
         }
-
-
-def weights_path(path: Optional[str | Path] = None, download: bool = False) -> Path:
-    """The weights file from the argument, ``$CONDBENCH_INCEPTION_WEIGHTS`` or the cache (downloaded only if asked);
-    raises CheckpointNotFoundError with the remedy when absent (a preflight can call it before sampling)."""
-    how = (f"download {WEIGHTS.url} (torch-fidelity GitHub release v0.2.0) and pass its path "
-           f"(InceptionFeatures.load(path) / the metric option inception_weights), or set ${WEIGHTS_ENV}, "
-           f"or place it at {cache_root() / 'weights' / WEIGHTS.filename}")
-    explicit = path if path is not None else os.environ.get(WEIGHTS_ENV) or None
-    if explicit is not None:
-        return require_file(explicit, "Inception weights for FID/sFID/IS/Precision/Recall", how)
-    if download:
-        return resolve_weights(WEIGHTS, what="Inception weights", option=f"the task option inception_weights or the environment variable ${WEIGHTS_ENV}")
-    target = cache_root() / "weights" / WEIGHTS.filename
-    if not target.is_file():
-        raise CheckpointNotFoundError(
-            f"Inception weights for FID/sFID/IS/Precision/Recall not found: {WEIGHTS.filename!r} was looked for at "
-            f"{target} (no path given, ${WEIGHTS_ENV} unset). condbench never computes these metrics with other "
-            f"weights.\nHow to provide it: {how}.")
-    return target
 
 
 def random_state_dict(seed: int = 0, logit_scale: float = 6.0) -> dict[str, torch.Tensor]:

@@ -19,16 +19,14 @@ import numpy as np
 import torch
 
 from ..checkpoints import file_sha256, require_file
-from ..hub import WeightSource, cache_root
+from ..hub import cache_root
 from ..storage import atomic_path, temporary_name
 from .inception import POOL_DIM, SFID_DIM
+from .weight_files import REFERENCE_BATCH
 
 if TYPE_CHECKING:
     from .inception import InceptionFeatures
 
-REFERENCE_BATCH = WeightSource(
-    "VIRTUAL_imagenet256_labeled.npz",
-    "https://openaipublic.blob.core.windows.net/diffusion/jul-2021/ref_batches/imagenet/256/VIRTUAL_imagenet256_labeled.npz")
 STATISTICS = {"mu": (POOL_DIM,), "sigma": (POOL_DIM, POOL_DIM), "mu_s": (SFID_DIM,), "sigma_s": (SFID_DIM, SFID_DIM)}
 
 

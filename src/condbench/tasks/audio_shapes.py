@@ -31,17 +31,19 @@ from ..metrics import feature_statistics, inception_score
 from ..metrics.audio import kl_per_clip
 from ..metrics.frechet import FrechetToReference
 from . import asset_path
+from .shipped import SHAPES_MDSGEN
 
 # MDSGen's network at a tiny size on the task's log-mel "latent" (1, 32 frames, 16 bands): 8x4 tokens of 4x4
 # patches, D = 64, eps prediction only (the sampler reads the first in_channels outputs). D must stay well above
 # the 16 values of a patch: at high noise eps is nearly the input itself, and the data prediction of
 # DPM-Solver++ divides its error by alpha (0.0064 at t = 999); 8x8 patches at D = 64 diverged.
-SHAPES_MDSGEN_CONFIG = MDSGenConfig(latent_size=(32, 16), patch_size=4, in_channels=1, hidden_size=64, depth=4,
+SHAPES_MDSGEN_CONFIG = MDSGenConfig(latent_size=(32, 16), patch_size=4, in_channels=1,
+                                    hidden_size=SHAPES_MDSGEN.hidden_size, depth=4,
                                     num_heads=4, learn_sigma=False, decode_layer=1, frequency_embedding_size=64,
                                     num_frames=FRAMES, feature_dim=FEATURE_DIM)
-SHAPES_SAMPLER = dict(num_steps=25, cfg_scale=2.0, scale_pow=0.01)
+SHAPES_SAMPLER = SHAPES_MDSGEN.sampler
 
-ASSET_MDSGEN = "shapes_mdsgen.safetensors"
+ASSET_MDSGEN = SHAPES_MDSGEN.asset
 ASSET_CLASSIFIER = "shapes_audio_classifier.safetensors"
 FEATURE_SIZE = 32
 METRIC_PROTOCOL = ("shapes-cnn (the project's own audio classifier trained on the task's synthetic sounds; NOT "

@@ -19,6 +19,7 @@ from torch import nn
 from ..adapters.dit_model import DiTConfig
 from ..checkpoints import file_sha256, load_state_dict, load_strict, require_file
 from . import asset_path
+from .shipped import DIGITS_DIT
 from ..metrics import class_fidelity, feature_statistics, frechet_distance, inception_score
 from ..metrics.frechet import FrechetToReference
 
@@ -27,11 +28,11 @@ IMAGE_SIZE = 8
 CLASS_NAMES = [str(i) for i in range(NUM_CLASSES)]
 
 # The tiny DiT of the digits task: 16 tokens of 2x2 patches, D = 96, learned sigma, a null row for CFG.
-DIGITS_DIT_CONFIG = DiTConfig(input_size=8, patch_size=2, in_channels=1, hidden_size=96, depth=4, num_heads=4,
-                              num_classes=NUM_CLASSES, class_dropout_prob=0.1, learn_sigma=True)
-DIGITS_SAMPLER = dict(num_steps=50, cfg_scale=1.5, cfg_channels=None)
+DIGITS_DIT_CONFIG = DiTConfig(input_size=8, patch_size=2, in_channels=1, hidden_size=DIGITS_DIT.hidden_size, depth=4,
+                              num_heads=4, num_classes=NUM_CLASSES, class_dropout_prob=0.1, learn_sigma=True)
+DIGITS_SAMPLER = DIGITS_DIT.sampler
 
-ASSET_DIT = "digits_dit.safetensors"
+ASSET_DIT = DIGITS_DIT.asset
 ASSET_CLASSIFIER = "digits_classifier.safetensors"
 ASSET_TRACK = "digits_train_track.json"
 CLASSIFIER_PROTOCOL = ("digits-cnn: FID on 128-d penultimate features vs all 1,797 real digits (unbiased covariance, "

@@ -14,14 +14,13 @@ from typing import Callable, Optional
 
 import torch
 
-from ..hub import offline, resolve_weights
+from ..hub import offline
 from ..metrics.adm import PR_DISTANCE_PROTOCOL
-from ..metrics.reference_batch import REFERENCE_BATCH
+from ..metrics.weight_files import CLASSIFIER, CLIP_MODEL, REFERENCE_BATCH, inception_weights_path, reference_batch_path
 from . import asset_path
 from .imagenet_metrics import ImageNetEvaluator
 
 NUM_CLASSES = 1000
-DEFAULT_CLASSIFIER = "resnet50:IMAGENET1K_V2"
 
 
 def imagenet_class_names() -> list[str]:
@@ -46,8 +45,8 @@ class ImageNetTask:
     grid_count = 32  # samples kept for the report's grids (the first 32 classes, one each)
 
     def __init__(self, samples_per_class: int = 5, classes: int = NUM_CLASSES, reference_batch: Optional[str] = None,
-                 inception_weights: Optional[str] = None, clip_model: Optional[str] = "openai/clip-vit-base-patch16",
-                 classifier: Optional[str] = DEFAULT_CLASSIFIER, precision_recall: bool = True,
+                 inception_weights: Optional[str] = None, clip_model: Optional[str] = CLIP_MODEL,
+                 classifier: Optional[str] = CLASSIFIER, precision_recall: bool = True,
                  pr_distance: str = "float16"):
         if not 1 <= samples_per_class <= 50:
             raise ValueError(f"samples_per_class must be in 1..50 (5 = the study's 5,000 samples; 50 = FID-50k), "
@@ -84,13 +83,10 @@ class ImageNetTask:
 
     def reference_batch_path(self) -> Path:
         """The reference batch: the ``reference_batch`` option, else the cached copy, else a one-time download."""
-        return resolve_weights(REFERENCE_BATCH, self.reference_batch, what="ADM reference batch",
-                               option="the task option reference_batch (suite task_options)")
+        return reference_batch_path(self.reference_batch)
 
     def inception_weights_path(self) -> Path:
-        from ..metrics.inception import weights_path
-
-        return weights_path(self.inception_weights, download=not offline())
+        return inception_weights_path(self.inception_weights, download=not offline())
 
     def required_inputs(self) -> list[Callable[[], object]]:
         """Resolvers of every file the metrics need; the run's preflight calls each before any sampling."""

@@ -23,15 +23,17 @@ import torch
 from ..adapters.xmdpt_model import XMDPTConfig
 from ..encoders.patch_tokens import PATCH, patch_tokens, token_count
 from .pose import PairBatch, PairedConditionsMixin
+from .shipped import DIGITS_XMDPT
 
 IMAGE_SIZE = 8
 # The tiny X-MDPT of pose-digits: 16 tokens of 2x2 pixel patches, D = 64, learned sigma; condition widths are
 # those of the patch-token encoder (2x2x1 = 4 per token, 1 + 16 tokens).
-XMDPT_DIGITS_CONFIG = XMDPTConfig(input_size=IMAGE_SIZE, patch_size=2, in_channels=1, hidden_size=64, depth=4,
+XMDPT_DIGITS_CONFIG = XMDPTConfig(input_size=IMAGE_SIZE, patch_size=2, in_channels=1,
+                                  hidden_size=DIGITS_XMDPT.hidden_size, depth=4,
                                   num_heads=4, decode_layer=2, pose_dim=PATCH * PATCH, source_dim=PATCH * PATCH,
                                   feature_tokens=token_count(IMAGE_SIZE, IMAGE_SIZE))
-XMDPT_DIGITS_SAMPLER = dict(num_steps=50, cfg_scale=2.0, scale_pow=0.01)  # X-MDPT's published sampler settings
-ASSET_XMDPT = "digits_xmdpt.safetensors"
+XMDPT_DIGITS_SAMPLER = DIGITS_XMDPT.sampler  # X-MDPT's published sampler settings
+ASSET_XMDPT = DIGITS_XMDPT.asset
 SSIM_WINDOW_DIGITS = 3  # PIDM's 51 px is a fifth of 256; the nearest odd window on 8 px (1.6) that SSIM allows
 PAIRED_METRICS = ("psnr", "ssim", "class_fidelity")  # the columns of the per-sample outputs, in this order
 LEFT_OUT = {"lpips": "left out: its AlexNet weights cannot be had offline",

@@ -122,9 +122,9 @@ class TextTask:
                                           "task option reference_images to a folder of images, or fid: false.") from None
 
     def inception_weights_path(self) -> Path:
-        from ..metrics.inception import weights_path
+        from ..metrics.weight_files import inception_weights_path
 
-        return weights_path(self.inception_weights, download=not offline())
+        return inception_weights_path(self.inception_weights, download=not offline())
 
     def required_inputs(self) -> list[Callable[[], object]]:
         """Resolvers of every file the task needs; the run's preflight calls each before any sampling."""
