@@ -2,8 +2,8 @@
 
 Each command runs in a fresh interpreter, as from a shell: --help, --version, list, validate, and the
 missing-files preflight (`run imagenet` offline with an empty cache, which stops before any work). `list` imports
-the installed plugins to list them (the tox environment installs the example plugin, whose module imports
-torch); `list-builtins` is the same listing with plugins left out, condbench's own share. Whether a command imports
+the installed plugins' entry-point modules to list them (the tox environment installs the example plugin, whose
+entry module is torch-free); `list-builtins` is the same listing with plugins left out, condbench's own share. Whether a command imports
 torch is a behaviour, tested in tests/test_cli_messages.py (--help) and tests/test_startup.py (the others).
 """
 import os

@@ -2,6 +2,7 @@
 sampling as diffusers' FluxPipeline does."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,9 +37,19 @@ def flux_plugin(flux_site, monkeypatch, isolated_cache):
     registry.MODELS.update(saved)
 
 
-def test_the_example_is_one_file_under_200_lines():
-    assert [p.name for p in EXAMPLE.glob("*.py")] == ["condbench_flux.py"]
+def test_the_example_is_an_adapter_under_200_lines_and_a_torch_free_entry():
+    assert sorted(p.name for p in EXAMPLE.glob("*.py")) == ["condbench_flux.py", "condbench_flux_entry.py"]
     assert len((EXAMPLE / "condbench_flux.py").read_text().splitlines()) < 200
+
+
+def test_listing_the_installed_example_imports_no_torch(flux_site):
+    """The entry point names the light module; the adapter's (torch, diffusers) is imported when it is built."""
+    probe = ("import sys; from condbench.cli import main; main(['list', 'models']); "
+             "print('HEAVY', sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'diffusers', 'condbench_flux'}))")
+    path = os.pathsep.join(filter(None, [str(flux_site), os.environ.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": path})
+    assert "flux-schnell" in done.stdout and "HEAVY []" in done.stdout, done.stdout[-1500:] + done.stderr[-1500:]
 
 
 def test_the_installed_example_is_listed_and_passes_check_adapter(flux_plugin, capsys):

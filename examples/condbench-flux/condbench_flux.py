@@ -5,7 +5,8 @@ text projection), and every block reads it through ``Linear(SiLU(c))`` (adaLN-Ze
 SD3 adapter with FLUX's differences: latents packed into 2x2 patches with position ids, the timestep passed in
 [0, 1], and FluxPipeline's schedule (sigmas linspace(1, 1/N, N), resolution-dependent shift when the scheduler says
 so). FLUX.1-schnell is timestep-distilled: 4 steps, no classifier-free guidance. FLUX.1-dev (guidance embedded in c)
-is refused. Install with ``pip install -e examples/condbench-flux``; ``condbench list models`` then shows it.
+is refused. Install with ``pip install -e examples/condbench-flux``; ``condbench list models`` then shows it (its
+registry entry is ``condbench_flux_entry.py``, which imports no torch).
 """
 from __future__ import annotations
 
@@ -19,9 +20,8 @@ from condbench.adapters.sd3 import CachedPromptEncoder, PromptEmbeddingTable, SD
 from condbench.checkpoints import CheckpointNotFoundError
 from condbench.hub import offline
 from condbench.contract import ContractCase, randomize_
-from condbench.registry import ModelEntry
+from condbench_flux_entry import REPO
 
-REPO = "black-forest-labs/FLUX.1-schnell"
 PARTS = ("transformer", "vae", "scheduler")
 
 
@@ -169,8 +169,3 @@ def contract_case(ckpt: Optional[str] = None, model_config: Optional[dict] = Non
                         height=16, width=16)
     return ContractCase(adapter, prompts, (3, 16, 16), scratch=scratch)
 
-
-def entry() -> ModelEntry:
-    """The registry entry the ``condbench.adapters`` entry point names."""
-    return ModelEntry("flux-schnell", "text", 3072, "flow-match Euler 4 steps (FluxPipeline schedule), no CFG",
-                      f"https://huggingface.co/{REPO}", load_flux, 4, 1.0, contract_case=contract_case)
