@@ -6,14 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from condbench.adapters.dit import DiTAdapter
 from condbench.overlap import BatchWorker
-from condbench.registry import MODELS, ModelEntry, register_model
 from condbench.runner import NonFiniteSamplesError, RunOptions, run_suite
-from condbench.tasks.digits import DIGITS_DIT_CONFIG
 
-from .conftest import random_dit
-from .test_runner import small_suite
+from .test_runner import nan_model_registered, small_suite
 
 
 def test_jobs_run_in_order_in_another_thread_and_at_most_depth_wait():
@@ -64,15 +60,6 @@ def test_a_run_with_overlap_writes_the_same_records_and_cache_as_inline(tmp_path
 
 
 def test_nan_samples_found_in_the_worker_stop_the_run_naming_the_first_index(tmp_path):
-    def broken(ckpt=None, device="cpu", **sampler):
-        model = random_dit(DIGITS_DIT_CONFIG)
-        with torch.no_grad():
-            model.final_layer.linear.bias[0] = float("nan")
-        return DiTAdapter(model, "broken", **{"cfg_channels": None, **sampler})
-
-    register_model(ModelEntry("broken-digits", "digits", 96, "ddpm", "test", broken, 6, 1.5))
-    try:
-        with pytest.raises(NonFiniteSamplesError, match=r"digits / broken / baseline: samples: .*first: index 0"):
-            run_suite(small_suite(models=("broken-digits",)), tmp_path, RunOptions(log=lambda _: None, overlap=True))
-    finally:
-        MODELS.pop("broken-digits")
+    with nan_model_registered() as broken, pytest.raises(NonFiniteSamplesError,
+                                                         match=r"digits / broken / baseline: samples: .*first: index 0"):
+        run_suite(small_suite(models=(broken,)), tmp_path, RunOptions(log=lambda _: None, overlap=True))

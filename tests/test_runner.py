@@ -1,5 +1,7 @@
 """A real (small) run of the digits task end to end, and its failure modes."""
+import contextlib
 import json
+from typing import Iterator
 
 import pytest
 import torch
@@ -45,7 +47,9 @@ def test_run_writes_every_policy_with_paired_deltas_and_a_page(tmp_path):
     assert all(p in page for p in ("tail:0.05", "random-like:tail:0.05", "drop-cond@last:3", "data:image/png;base64"))
 
 
-def test_nan_samples_stop_the_run_with_a_clear_error_and_keep_finished_cells(tmp_path):
+@contextlib.contextmanager
+def nan_model_registered() -> Iterator[str]:
+    """``broken-digits``: a digits DiT whose output has a NaN channel, registered while the block runs."""
     def broken(ckpt=None, device="cpu", **sampler):
         model = random_dit(DIGITS_DIT_CONFIG)
         with torch.no_grad():
@@ -54,10 +58,15 @@ def test_nan_samples_stop_the_run_with_a_clear_error_and_keep_finished_cells(tmp
 
     register_model(ModelEntry("broken-digits", "digits", 96, "ddpm", "test", broken, 6, 1.5))
     try:
-        with pytest.raises(NonFiniteSamplesError, match=r"NaN or infinite \(first: index 0\)"):
-            run_suite(small_suite(models=("dit-digits", "broken-digits")), tmp_path, RunOptions(log=lambda _: None))
+        yield "broken-digits"
     finally:
         MODELS.pop("broken-digits")
+
+
+def test_nan_samples_stop_the_run_with_a_clear_error_and_keep_finished_cells(tmp_path):
+    with nan_model_registered() as broken, pytest.raises(NonFiniteSamplesError,
+                                                         match=r"NaN or infinite \(first: index 0\)"):
+        run_suite(small_suite(models=("dit-digits", broken)), tmp_path, RunOptions(log=lambda _: None))
     kept = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert [r["model"] for r in kept] == ["dit-digits"] * len(POLICIES)
 
