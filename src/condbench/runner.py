@@ -267,21 +267,26 @@ def sample_together(ctx: CellContext, policies: Sequence[Policy], shards: list[t
                     together: int, desc: str) -> dict[str, TogetherWork]:
     """Compute the missing shards of several cells of one (task, model), up to ``together`` policies per sampler
     call, into the cache; returns what was done per policy key. Policies sharing a prefix step run together (the
-    baseline's group first, as the later groups continue from its states); shards another process holds are
-    left to :func:`run_cell_shards`, which waits for them."""
+    baseline's group first, as the later groups continue from its states). Only shards without a file are
+    computed here, so no cached shard is read twice; shards another process holds, and files that turn out damaged
+    or lack the kept samples, are left to :func:`run_cell_shards`, which waits for, or recomputes, them alone."""
     steps = ctx.adapter.sampler_steps
     groups: dict[int, list[Policy]] = {}
     for policy in policies:  # by the step each continues from (the baseline's state there, where it is cached)
         groups.setdefault(shared_prefix(policy, steps, baseline_planned=True), []).append(policy)
     work = {p.key(): TogetherWork() for p in policies}
-    missing = [(p, s) for s in shards for p in policies if not ctx.cache.path(_cell_key(ctx, p, s)).is_file()]
+
+    def absent(policy: Policy, shard: tuple[int, int]) -> bool:  # no file: reading them is left to run_cell_shards
+        return not ctx.cache.path(_cell_key(ctx, policy, shard)).is_file()
+
+    missing = [(p, s) for s in shards for p in policies if absent(p, s)]
     with progress_bar(total=sum(b - a for _, (a, b) in missing), desc=desc, unit="sample") as bar:
         for shard in shards:
             for _, members in sorted(groups.items()):
                 with contextlib.ExitStack() as locks:
-                    mine = [p for p in members if _cached_shard(ctx, _cell_key(ctx, p, shard)) is None
+                    mine = [p for p in members if absent(p, shard)
                             and locks.enter_context(ctx.cache.lock(_cell_key(ctx, p, shard), wait=False))
-                            and _cached_shard(ctx, _cell_key(ctx, p, shard)) is None]
+                            and absent(p, shard)]
                     for i in range(0, len(mine), together):
                         chunk = mine[i:i + together]
                         started, evaluations = time.time(), ctx.adapter.denoiser_evaluations
