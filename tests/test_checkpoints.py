@@ -74,9 +74,10 @@ def test_truncated_file_is_a_clear_error(tmp_path, suffix):
         load_state_dict(path)
 
 
-def test_random_bytes_are_not_a_checkpoint_rather_than_code(tmp_path):
+@pytest.mark.parametrize("head", [b"", b"\x80", b"\x80\x02"], ids=["noise", "pickle-byte", "pickle-header"])
+def test_random_bytes_are_not_a_checkpoint_rather_than_code(tmp_path, head):
     path = tmp_path / "noise.pt"
-    path.write_bytes(bytes(range(7, 256)) * 40)
+    path.write_bytes(head + bytes(range(7, 256)) * 40)  # a leading 0x80 alone once made noise look like a pickle
     with pytest.raises(CheckpointError, match=r"not a checkpoint \(not a zip/pickle file torch can read\)") as error:
         load_state_dict(path)
     assert "could run code" not in str(error.value)

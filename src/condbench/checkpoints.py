@@ -104,9 +104,9 @@ def load_state_dict(path: str | Path, key: Optional[str | tuple[str, ...]] = Non
         raise
     except pickle.UnpicklingError as error:
         raise CheckpointError(
-            f"refused to load {path}: it contains pickled objects other than tensors, which could run code "
-            f"({error.__class__.__name__}: {str(error).splitlines()[0]}). Re-save it as a plain state dict of "
-            "tensors or as .safetensors.") from None
+            f"refused to load {path}: torch's safe loader met something other than tensors ({_unpickler_reason(error)}). "
+            "Either the file holds pickled objects, which could run code (re-save it as a plain state dict of "
+            "tensors or as .safetensors), or it is damaged (download it again).") from None
     except Exception as error:  # torch, zipfile and safetensors each raise their own types for a bad file
         raise CheckpointError(f"cannot read checkpoint {path}: the file is truncated or not a checkpoint "
                               f"({error.__class__.__name__}: {str(error).splitlines()[0] if str(error) else ''}). "
@@ -122,14 +122,27 @@ def load_state_dict(path: str | Path, key: Optional[str | tuple[str, ...]] = Non
     return state
 
 
+# torch's legacy (pre-zip) format starts with a pickle header (0x80, protocol 2..5) and its magic number
+# 0x1950a86a20f9469cfc6c pickled as a 10-byte LONG1 (opcode 0x8a); random bytes starting 0x80 are not it.
+_LEGACY_MAGIC = bytes.fromhex("8a0a6cfc9c46f9206aa85019")
+
+
 def _torch_readable(path: Path) -> bool:
-    """Whether the file is in one of torch's formats: a zip archive (torch >= 1.6) or a pickle (legacy files
-    start with a pickled magic number, protocol 2 or later: byte 0x80)."""
+    """Whether the file is in one of torch's formats: a zip archive (torch >= 1.6) or a legacy pickle that
+    starts with torch's magic number."""
     import zipfile
 
     with open(path, "rb") as handle:
-        first = handle.read(1)
-    return first == b"\x80" or zipfile.is_zipfile(path)
+        head = handle.read(2 + len(_LEGACY_MAGIC))
+    legacy = head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05") and head[2:] == _LEGACY_MAGIC
+    return legacy or zipfile.is_zipfile(path)
+
+
+def _unpickler_reason(error: Exception) -> str:
+    """The line of torch's weights-only error that names what stopped it (its first lines are generic advice)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    specific = [line for line in lines if "WeightsUnpickler error" in line]
+    return (specific or lines or [error.__class__.__name__])[0]
 
 
 def _torch_load(path: Path, allow_numpy: bool = False) -> object:
