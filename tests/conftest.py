@@ -36,6 +36,18 @@ def assert_matches_official(ours: torch.Tensor, theirs: torch.Tensor, tolerance:
         f"> {tolerance:g} x {scale:.3g}"
 
 
+@pytest.fixture(autouse=True)
+def seeded_rngs() -> None:
+    """Every test starts from the same random state, so its inputs do not depend on which tests ran before it."""
+    import random
+
+    import numpy as np
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
 @pytest.fixture
 def isolated_cache(tmp_path, monkeypatch) -> Path:
     """An empty condbench cache with downloads off: every file must come from the test."""
