@@ -1,7 +1,8 @@
 """Start-up time of the commands a user types first (run with `tox -e bench`; printed, never asserted).
 
 Each command runs in a fresh interpreter, as from a shell: --help, --version, list, validate, and the
-missing-files preflight (`run imagenet` offline with an empty cache, which stops before any work). `list` imports
+missing-files preflight (`run imagenet`, `run pose`, `run audio`, `run text` offline with an empty cache, which
+stop before any work). `list` imports
 the installed plugins' entry-point modules to list them (the tox environment installs the example plugin, whose
 entry module is torch-free); `list-builtins` is the same listing with plugins left out, condbench's own share. Whether a command imports
 torch is a behaviour, tested in tests/test_cli_messages.py (--help) and tests/test_startup.py (the others).
@@ -14,7 +15,8 @@ import pytest
 
 COMMANDS = {"help": ["--help"], "version": ["--version"], "list": ["list"], "validate": ["validate", "quickstart"],
             "validate-imagenet": ["validate", "imagenet"], "preflight": ["run", "imagenet", "-o", "{tmp}/run"],
-            "list-builtins": ["list"]}
+            "preflight-pose": ["run", "pose", "-o", "{tmp}/run"], "preflight-audio": ["run", "audio", "-o", "{tmp}/run"],
+            "preflight-text": ["run", "text", "-o", "{tmp}/run"], "list-builtins": ["list"]}
 WITHOUT_PLUGINS = ("import sys\nfrom condbench import registry\nregistry._plugins_loaded = True\n"
                    "from condbench.cli import main\nsys.exit(main(sys.argv[1:]))")
 

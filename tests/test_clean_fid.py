@@ -10,8 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
+from condbench.datasets.image_folders import list_images
 from condbench.metrics.clean_fid import (FolderReference, center_crop_resize, clean_pool_features, clean_resize,
-                                         list_images, reference_key)
+                                         reference_key)
 from condbench.metrics.inception import InceptionFeatures, random_state_dict
 
 

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from condbench.datasets import deepfashion as df
+from condbench.datasets import deepfashion_files as files
 from condbench.datasets import openpose as op
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pose_render" / "pose_render.safetensors"
@@ -114,25 +115,25 @@ def test_lmdb_and_png_folder_give_identical_tensors(tmp_path, golden):
     root = build_root(tmp_path, golden)
     from_lmdb = df.DeepFashionPairs(root, "test")
     from_pngs = df.DeepFashionPairs(root, "test", images=export_pngs(root, golden))
-    assert isinstance(from_lmdb.images, df.LmdbImages) and isinstance(from_pngs.images, df.FolderImages)
+    assert isinstance(from_lmdb.images, files.LmdbImages) and isinstance(from_pngs.images, files.FolderImages)
     for i in range(len(from_lmdb)):
         a, b = from_lmdb[i], from_pngs[i]
         for name in ("source", "pose", "source_image", "target_image", "skeleton_image"):
             assert torch.equal(getattr(a, name), getattr(b, name)), name
-    assert df.missing_files(root) == []
+    assert files.missing_files(root) == []
 
 
 def test_pairs_file_parsing(tmp_path):
     path = tmp_path / "test_pairs.txt"
     path.write_text("img/a/t.jpg,img/a/s1.jpg,img/a/s2.jpg,img/a/s3.jpg\nimg/b/t.png,img/b/s.jpg\n\n\n")
-    pairs = df.read_pairs(path, seed=0)
+    pairs = files.read_pairs(path, seed=0)
     assert [p.line for p in pairs] == [1, 2]
     assert pairs[0].target == "img/a/t.png" and pairs[0].sources == ("img/a/s1.png", "img/a/s2.png", "img/a/s3.png")
     assert pairs[0].target_pose == "pose/a/t.txt"
     assert pairs[1].source == "img/b/s.png"
     # the source is a function of (seed, index): stable, one of the candidates, and varies with the seed
-    assert [p.source for p in df.read_pairs(path, seed=0)] == [p.source for p in pairs]
-    chosen = {df.read_pairs(path, seed=s)[0].source for s in range(20)}
+    assert [p.source for p in files.read_pairs(path, seed=0)] == [p.source for p in pairs]
+    chosen = {files.read_pairs(path, seed=s)[0].source for s in range(20)}
     assert chosen <= set(pairs[0].sources) and len(chosen) > 1
 
 
@@ -141,8 +142,8 @@ def test_pairs_file_parsing(tmp_path):
 def test_malformed_pairs_line_names_file_and_line(tmp_path, text, line):
     path = tmp_path / "test_pairs.txt"
     path.write_text(text)
-    with pytest.raises(df.DeepFashionError, match=rf"test_pairs.txt, line {line}:"):
-        df.read_pairs(path)
+    with pytest.raises(files.DeepFashionError, match=rf"test_pairs.txt, line {line}:"):
+        files.read_pairs(path)
 
 
 def test_pairs_naming_missing_image(tmp_path, golden):
@@ -150,22 +151,22 @@ def test_pairs_naming_missing_image(tmp_path, golden):
     with open(root / "test_pairs.txt", "a") as handle:
         handle.write("img/WOMEN/Dresses/id_00000002/02_1_front.jpg,img/MEN/Nope/id_1/99_1_front.jpg\n")
     dataset = df.DeepFashionPairs(root, "test")
-    with pytest.raises(df.DeepFashionError, match=r"'img/MEN/Nope/id_1/99_1_front.png' \(.*test_pairs.txt, line 5\) "
+    with pytest.raises(files.DeepFashionError, match=r"'img/MEN/Nope/id_1/99_1_front.png' \(.*test_pairs.txt, line 5\) "
                                                   r"is not in the LMDB"):
         dataset[4]
-    problems = df.missing_files(root)
+    problems = files.missing_files(root)
     assert len(problems) == 1 and "line 5" in problems[0] and "99_1_front.png" in problems[0]
-    with pytest.raises(df.DeepFashionError, match="1 DeepFashion file"):
+    with pytest.raises(files.DeepFashionError, match="1 DeepFashion file"):
         dataset.verify()
 
 
 def test_missing_dataset_files_are_listed(tmp_path):
-    problems = df.missing_files(tmp_path)
+    problems = files.missing_files(tmp_path)
     assert len(problems) == 1 and "test_pairs.txt" in problems[0]
     (tmp_path / "test_pairs.txt").write_text("img/t.jpg,img/s.jpg\n")
-    assert "256-256" in df.missing_files(tmp_path)[0]
+    assert "256-256" in files.missing_files(tmp_path)[0]
     (tmp_path / "256-256").mkdir()
-    problems = df.missing_files(tmp_path)
+    problems = files.missing_files(tmp_path)
     assert len(problems) == 3 and "pose/t.txt" in problems[2]
 
 
@@ -186,21 +187,21 @@ def test_malformed_keypoint_file(tmp_path, text, message):
 def test_malformed_keypoint_file_in_dataset_names_pairs_line(tmp_path, golden):
     root = build_root(tmp_path, golden)
     (root / "pose/MEN/Denim/id_00000080/01_7_additional.txt").write_text("1 2\n")
-    with pytest.raises(df.DeepFashionError, match=r"01_7_additional.txt: expected 18 keypoints.*line 3\)"):
+    with pytest.raises(files.DeepFashionError, match=r"01_7_additional.txt: expected 18 keypoints.*line 3\)"):
         df.DeepFashionPairs(root, "test")[2]
 
 
 def test_pose_image_of_wrong_size():
-    with pytest.raises(df.DeepFashionError, match="expected a 256x256 RGB uint8 pose image"):
+    with pytest.raises(files.DeepFashionError, match="expected a 256x256 RGB uint8 pose image"):
         df.skeleton_to_tensor(np.zeros((128, 128, 3), np.uint8))
-    with pytest.raises(df.DeepFashionError, match=r"pose images for DINOv2: expected float \(N, 3, 256, 256\)"):
+    with pytest.raises(files.DeepFashionError, match=r"pose images for DINOv2: expected float \(N, 3, 256, 256\)"):
         df.dinov2_inputs(torch.zeros(1, 3, 256, 256), torch.zeros(1, 3, 224, 224))
 
 
 def test_empty_skeleton_is_an_error():
     skeleton = op.render_skeleton(np.full((18, 2), -1.0))
     assert not skeleton.any()
-    with pytest.raises(df.DeepFashionError, match="no keypoint is present"):
+    with pytest.raises(files.DeepFashionError, match="no keypoint is present"):
         df.skeleton_to_tensor(skeleton)
 
 
@@ -210,7 +211,7 @@ def test_image_of_wrong_size_in_lmdb(tmp_path):
     (tmp_path / "test_pairs.txt").write_text("img/t.jpg,img/s.jpg\n")
     write_lmdb(tmp_path / "256-256", {b"img/t.png": buffer.getvalue(), b"img/s.png": buffer.getvalue()})
     dataset = df.DeepFashionPairs(tmp_path)
-    with pytest.raises(df.DeepFashionError, match=r"'img/s.png' .*line 1\) in the LMDB .* is a 176x256 RGB image"):
+    with pytest.raises(files.DeepFashionError, match=r"'img/s.png' .*line 1\) in the LMDB .* is a 176x256 RGB image"):
         dataset[0]
 
 
@@ -229,4 +230,4 @@ def test_missing_lmdb_package_message(tmp_path, monkeypatch):
     (tmp_path / "data.mdb").write_bytes(b"")
     monkeypatch.setitem(sys.modules, "lmdb", None)
     with pytest.raises(ImportError, match="pip install lmdb"):
-        df.open_images(tmp_path).get("img/x.png")
+        files.open_images(tmp_path).get("img/x.png")

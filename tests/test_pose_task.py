@@ -37,6 +37,7 @@ def test_pose_suite_without_files_stops_before_any_work_listing_every_missing_fi
     for text in expected:
         assert text in message, f"{text!r} not in:\n{message}"
     assert message.count("How to provide") == 10
+    assert "To provide them all" in message  # every file has its suite key in the lines at the end
     assert not (tmp_path / "out" / "results.jsonl").exists()  # stopped before any work (the cache folder aside)
 
 
@@ -151,11 +152,12 @@ def test_runner_scores_pose_samples_with_the_pidm_metrics_and_paired_deltas(tmp_
                                 "dinov2_overrides": TINY_DINOV2, "condition_cache": str(tmp_path / "conditions"),
                                 "fid": False},
                   model_options={"xmdpt-s-2": {"ckpt": str(tiny_xmdpt_file(tmp_path / "tiny.pt")),
-                                               "model_config": TINY_XMDPT, "decoder": str(vae), "num_steps": 3}})
+                                               "model_config": TINY_XMDPT, "num_steps": 3}})  # decodes with the task's VAE
     results = json.loads(run_suite(suite, tmp_path / "run", RunOptions(log=lambda m: print(time.strftime("%X"), m, flush=True))).read_text())
     records = {r["policy"]: r for r in results["records"]}
     assert set(records) == {"baseline", "tail:0.1", "tail:0.1,mask=fixed"}
     assert results["analysis"]["xmdpt-s-2"]["c"]["dim"] == 16  # Table-1 statistics over the 4 pairs
+    assert results["models"]["xmdpt-s-2"]["decoder"]["folder"] == str(vae)  # no decoder option: the task's VAE
 
     from condbench.tasks.pose import PoseTask
 

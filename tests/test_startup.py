@@ -70,6 +70,45 @@ def test_the_missing_files_preflight_imports_no_torch(tmp_path, offline_env):
     assert not (tmp_path / "run").exists() and not (tmp_path / "empty").exists()
 
 
+@pytest.mark.parametrize("suite, needed", [
+    ("pose", ["test_pairs.txt", "diffuser_finetune_vae", "dinov2_vitb14_pretrain.pth", "dinov2_vitg14_pretrain.pth",
+              "train_256x256_pngs", "inception_v3_google-0cc3c7bd.pth", "alexnet-owt-7be5be79.pth",
+              "XMDPT_L_2/ema_0.9999_300000.pt"]),
+    ("audio", ["vggsound.csv", "cavp_epoch66.ckpt", "vggish-10086976.pth", "Cnn14_16k_mAP=0.438.pth",
+               "mdsgen_audioldm.pt", "cvssp/audioldm-s-full-v2"]),
+    ("text", ["captions_val2017.json", "val2017", "weights-inception-2015-12-05-6726825d.pth",
+              "openai/clip-vit-large-patch14", "stabilityai/stable-diffusion-3.5-large"]),
+])
+def test_every_tasks_missing_files_preflight_imports_no_torch(tmp_path, offline_env, suite, needed):
+    """The users' `tox -e imagenet,pose,audio` (and text) with no files: each names every file, ends with the lines
+    that provide them all, and stops before torch is imported or any folder is made."""
+    heavy, code, _, err = run_probe(["run", suite, "-o", str(tmp_path / "run")], offline_env)
+    assert heavy == [] and code == 2, (heavy, code, err[-2000:])
+    for text in needed + ["To provide them all"]:
+        assert text in err, text
+    assert not (tmp_path / "run").exists() and not (tmp_path / "empty").exists()
+
+
+@pytest.mark.parametrize("name", ["pose", "audio", "text"])
+def test_each_snippet_key_is_an_option_of_its_task(tmp_path, monkeypatch, name):
+    """The lines at the end of the message, pasted into the suite, validate, and every task option they add is one
+    the task takes (a key that no option reads would fail the run)."""
+    from condbench.preflight import check_task_options
+
+    monkeypatch.setenv("CONDBENCH_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setenv("CONDBENCH_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    lines, exports = snippet_of(missing_files_message(load_suite(name)))
+    assert exports == {}
+    suite_text = re.sub(r"(?m)^task_options:\n(  .*\n)+", "", suite_path(name).read_text())
+    pasted = tmp_path / f"{name}-files.yaml"
+    pasted.write_text(suite_text + "\n" + lines + "\n")
+    assert main(["validate", str(pasted)]) == 0
+    suite = load_suite(str(pasted))
+    check_task_options(suite, name)  # raises naming any key the task does not take
+    assert set(suite.task_options) > set(load_suite(name).task_options)  # the files' keys were added
+
+
 def test_every_built_in_entry_gives_the_c_its_network_has():
     """The torch-free catalogue's c sizes are those of the networks the factories build (on the meta device)."""
     checked = 0
@@ -190,3 +229,21 @@ def test_a_file_without_a_suite_key_is_left_to_its_own_lines(tmp_path, monkeypat
     tail = message.split("To provide those files (the others say how above)", 1)[1]
     provided = yaml.safe_load(tail.split("\n", 2)[2])
     assert provided == {"model_options": {"dit-xl-2": {"ckpt": "/path/to/DiT-XL-2-256x256.pt"}}}
+
+
+def test_an_x_mdpt_decoder_folder_given_to_a_model_is_checked_before_the_run(tmp_path, monkeypatch):
+    """Without a decoder option a pose model decodes with the task's VAE folder (checked with the task's files); a
+    folder given as the model option is checked too, before any sampling, instead of failing at the first decode."""
+    monkeypatch.setenv("CONDBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CONDBENCH_OFFLINE", "1")
+    ckpt = tmp_path / "ema_0.9999_300000.pt"
+    ckpt.write_bytes(b"x")
+    suite_file = tmp_path / "s.yaml"
+    suite_file.write_text(f"name: s\ntask: pose\nmodels: [xmdpt-s-2, xmdpt-b-2]\npolicies: [baseline]\n"
+                          f"model_options: {{xmdpt-s-2: {{ckpt: '{ckpt}'}}, "
+                          f"xmdpt-b-2: {{ckpt: '{ckpt}', decoder: '{tmp_path / 'no-vae'}'}}}}\n")
+    message = missing_files_message(load_suite(str(suite_file)))
+    assert f"no diffusers folder (config.json + weights) at {tmp_path / 'no-vae'}" in message
+    assert "give the folder as the model option decoder of xmdpt-b-2" in message
+    assert "[model xmdpt-s-2]" not in message  # its checkpoint is there and it decodes with the task's VAE
+    assert "xmdpt-b-2: {ckpt: " in snippet_of(message)[0] and "decoder: /path/to/diffuser_finetune_vae" in message

@@ -9,8 +9,9 @@ import soundfile
 import torch
 
 from condbench.adapters.cavp import CAVPConfig, CAVPEncoder
-from condbench.datasets.vggsound import (AUDIO_SAMPLES, ClipError, VGGSoundClip, VGGSoundClips, frame_indices,
-                                         read_audio, read_features, read_frames, read_split)
+from condbench.datasets.vggsound import (AUDIO_SAMPLES, ClipError, VGGSoundClips, frame_indices, read_audio,
+                                         read_features, read_frames)
+from condbench.datasets.vggsound_files import VGGSoundClip, read_split
 
 pytest.importorskip("decord")
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")

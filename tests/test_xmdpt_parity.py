@@ -294,8 +294,8 @@ def test_missing_xmdpt_files_say_download_by_hand_with_the_drive_page(isolated_c
                                                       "1No_WJBD25HVmYLaKirrI_7k04RpOkNos.*--ckpt"):
         condbench.load_adapter("xmdpt-l-2")
     with pytest.raises(CheckpointNotFoundError, match="(?s)fine-tuned VAE not found.*drive.google.com/file/d/"
-                                                      "1zjoCLuJV-_d-pq7f_N0vZXppUkq8LTP0.*decoder=/path/to/"
-                                                      "diffuser_finetune_vae"):
+                                                      "1zjoCLuJV-_d-pq7f_N0vZXppUkq8LTP0.*give the folder as the model "
+                                                      "option decoder"):
         XMDPTVAE(isolated_cache / "nowhere").load()
 
 

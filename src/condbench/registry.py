@@ -225,13 +225,13 @@ BUILTIN_TASKS = (
     TaskEntry("imagenet", "ImageNet 256x256 class-conditional, 1,000 classes (ADM evaluator protocol)",
               _task("imagenet", "ImageNetTask"), inputs=_task("imagenet_inputs", "imagenet_inputs")),
     TaskEntry("text", "text-to-image on a prompt set (COCO captions by default): CLIP score, clean-FID",
-              _task("text", "TextTask")),
+              _task("text", "TextTask"), inputs=_task("text", "text_inputs")),
     TaskEntry("audio", "video-to-audio on the VGGSound test clips (MDSGen): FD_VGG, FD_PANNs, KL, IS "
-              "(av-benchmark protocol)", _task("audio", "AudioTask")),
+              "(av-benchmark protocol)", _task("audio", "AudioTask"), inputs=_task("audio_files", "audio_inputs")),
     TaskEntry("audio-shapes", "synthetic moving-square videos whose look sets a sound, built in (no download): FD / "
               "KL / IS of the task's own audio classifier", _task("audio_shapes", "ShapesAudioTask")),
     TaskEntry("pose", "pose-guided person images, DeepFashion test pairs (PIDM protocol: FID, SSIM, LPIPS, PSNR)",
-              _task("pose", "PoseTask")),
+              _task("pose", "PoseTask"), inputs=_task("pose_files", "pose_inputs")),
 )
 
 

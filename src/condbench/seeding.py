@@ -6,9 +6,9 @@ noise for the same index and a result does not change when the work is split dif
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from typing import Optional, Sequence
 
-import torch
+from .lazy import torch  # torch-free import: the dataset listings of the run's preflight use sample_seed
 
 
 def sample_seed(seed: int, index: int) -> int:
@@ -32,13 +32,13 @@ class PairedNoise:
     def __len__(self) -> int:
         return len(self.generators)
 
-    def draw(self, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Standard normal noise (N, *shape), row i from sample i's stream."""
-        return torch.stack([torch.randn(tuple(shape), generator=g, device=self.device, dtype=dtype)
+    def draw(self, shape: Sequence[int], dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+        """Standard normal noise (N, *shape), row i from sample i's stream (float32 unless ``dtype``)."""
+        return torch.stack([torch.randn(tuple(shape), generator=g, device=self.device, dtype=dtype or torch.float32)
                             for g in self.generators])
 
-    def skip(self, shape: Sequence[int], count: int, dtype: torch.dtype = torch.float32) -> None:
+    def skip(self, shape: Sequence[int], count: int, dtype: Optional[torch.dtype] = None) -> None:
         """Advance every stream by ``count`` draws of ``shape`` (to resume a trajectory part-way)."""
         for _ in range(count):
             for g in self.generators:
-                torch.randn(tuple(shape), generator=g, device=self.device, dtype=dtype)
+                torch.randn(tuple(shape), generator=g, device=self.device, dtype=dtype or torch.float32)

@@ -14,33 +14,9 @@ from pathlib import Path
 
 import torch
 
-AUDIOLDM_REPO = "cvssp/audioldm-s-full-v2"
+from ..metrics.weight_files import AUDIOLDM_REPO
+
 SAMPLE_RATE = 16000
-
-
-def require_audioldm(source: str | Path = AUDIOLDM_REPO) -> None:
-    """Raise a CheckpointNotFoundError naming what is absent when the decoder cannot load: a local folder without
-    ``vae/config.json`` or ``vocoder/config.json``, or (offline) a hub id not in the Hugging Face cache."""
-    from ..checkpoints import CheckpointNotFoundError
-    from ..hub import offline
-
-    parts = ("vae/config.json", "vocoder/config.json")
-    folder = Path(str(source)).expanduser()
-    how = (f"How to provide it: download https://huggingface.co/{AUDIOLDM_REPO} once while online (it is then "
-           f"cached), or pass a local copy with the model option decoder: /path/to/audioldm-s-full-v2 (a folder "
-           "holding vae/ and vocoder/, each with config.json and weights)")
-    if folder.is_dir() or str(source) != AUDIOLDM_REPO:
-        missing = [str(folder / p) for p in parts if not (folder / p).is_file()]
-        if missing:
-            raise CheckpointNotFoundError(f"AudioLDM decoder (MDSGen's VAE and vocoder) not found: "
-                                          f"{', '.join(missing)} do(es) not exist.\n{how}")
-        return
-    if offline():
-        from huggingface_hub import try_to_load_from_cache
-
-        if not all(isinstance(try_to_load_from_cache(str(source), p), str) for p in parts):
-            raise CheckpointNotFoundError(f"AudioLDM decoder (MDSGen's VAE and vocoder) {source!r} is not in the "
-                                          f"Hugging Face cache and downloads are off (offline mode).\n{how}")
 
 
 class AudioLDMDecoder:

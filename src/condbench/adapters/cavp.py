@@ -25,11 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoints import file_sha256, load_state_dict, load_strict
-from ..hub import WeightSource, resolve_weights
+from ..hub import resolve_weights
+from ..metrics.weight_files import CAVP_WEIGHTS
 
-CAVP_WEIGHTS = WeightSource("cavp_epoch66.ckpt",
-                            "https://huggingface.co/SimianLuo/Diff-Foley/resolve/main/diff_foley_ckpt/cavp_epoch66.ckpt",
-                            hf_repo="SimianLuo/Diff-Foley", hf_filename="diff_foley_ckpt/cavp_epoch66.ckpt")
 # The audio tower and contrastive temperature of the CAVP checkpoint; the video encoder never uses them.
 CAVP_AUDIO_PREFIXES = ("spec_encoder.", "spec_project_head.", "logit_scale")
 CAVP_FRAMES = 32  # the frames MDSGen keeps: 4 fps x 8 s

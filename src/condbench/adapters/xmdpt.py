@@ -25,8 +25,8 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..checkpoints import CheckpointMismatchError, CheckpointNotFoundError, load_state_dict
-from ..hub import WeightSource, cache_root
+from ..checkpoints import CheckpointMismatchError, load_state_dict
+from ..metrics.weight_files import XMDPT_VAE, xmdpt_vae_folder
 from ..policies import Policy
 from ..seeding import PairedNoise
 from .base import EmbeddingParts, ProgressCallback, SampleOutput, SamplerState
@@ -36,23 +36,6 @@ from .xmdpt_model import XMDPT, XMDPT_SIZES, xmdpt_config
 
 COND_KEYS = ("pose_features", "source_features", "source_latent")
 SET_EMBEDDING_BATCH = 64  # pairs per condition-embedding call over a whole set of pairs
-
-# The README's "VAE (fine-tuned only decoder)": a diffusers AutoencoderKL folder (infer_xmdpt.py reads it from
-# model_zoo/diffuser_finetune_vae), published on Google Drive only.
-XMDPT_VAE = WeightSource("diffuser_finetune_vae",
-                         "https://drive.google.com/file/d/1zjoCLuJV-_d-pq7f_N0vZXppUkq8LTP0/view", direct=False)
-
-
-def resolve_vae_folder(folder: Optional[str | Path] = None) -> Path:
-    """The fine-tuned VAE folder: ``folder`` if given, else ``<cache>/weights/diffuser_finetune_vae``."""
-    candidate = Path(folder).expanduser() if folder is not None else cache_root() / "weights" / XMDPT_VAE.filename
-    if (candidate / "config.json").is_file():
-        return candidate
-    raise CheckpointNotFoundError(
-        f"X-MDPT fine-tuned VAE not found: no diffusers folder (config.json + weights) at {candidate.resolve()}. "
-        f"It is published only on a page a person downloads from: {XMDPT_VAE.url}\nHow to provide it: download "
-        f"it yourself, unpack it, and pass decoder=/path/to/{XMDPT_VAE.filename}, or place the folder at "
-        f"{cache_root() / 'weights' / XMDPT_VAE.filename}.")
 
 
 def check_xmdpt_size(path: Path, size: str, overrides: dict) -> None:
@@ -92,7 +75,7 @@ class XMDPTVAE(SDVAEDecoder):
 
     def load(self):
         if self._vae is None:
-            self.source = str(resolve_vae_folder(self.folder))
+            self.source = str(xmdpt_vae_folder(self.folder, option="the model option decoder"))
         return super().load()
 
     @torch.no_grad()

@@ -335,7 +335,8 @@ def _mdsgen_adapter(network: nn.Module, name: str, **options: Any) -> Adapter:
 
 def _audioldm_decoder(source: Optional[str | Path] = None) -> Callable:
     """AudioLDM-s-full-v2's VAE and vocoder (hub id, or a local folder with vae/ and vocoder/), loaded on first use."""
-    from .audioldm import AUDIOLDM_REPO, AudioLDMDecoder
+    from ..metrics.weight_files import AUDIOLDM_REPO
+    from .audioldm import AudioLDMDecoder
 
     return AudioLDMDecoder(source or AUDIOLDM_REPO)
 
@@ -362,7 +363,7 @@ def _xmdpt_pair_conditions():
 
 
 def _audioldm_available(source: Optional[str | Path], model: str) -> None:
-    from .audioldm import AUDIOLDM_REPO, require_audioldm
+    from ..metrics.weight_files import AUDIOLDM_REPO, require_audioldm
 
     try:
         require_audioldm(source or AUDIOLDM_REPO)
@@ -401,6 +402,18 @@ def _xmdpt_vae(folder: Optional[str] = None) -> Callable:
     return XMDPTVAE(folder)
 
 
+def _check_xmdpt_vae(decoder: Optional[str], model: str) -> None:
+    """The preflight's check of a VAE folder given as the model option decoder (read only when it first decodes);
+    without one the model decodes with the pose task's VAE folder (task option vae), which the task checks."""
+    from ..metrics.weight_files import XMDPT_VAE, xmdpt_vae_folder
+
+    if decoder is None:
+        return
+    xmdpt_vae_folder(decoder, option=f"the model option decoder of {model}",
+                     setting=FileSetting(("model_options", model, "decoder"), placeholder_path(XMDPT_VAE.filename),
+                                         note="diffusers folder: config.json + weights"))
+
+
 def _xmdpt_size_check(size: str) -> Callable[[Path, dict], None]:
     def check(path: Path, overrides: dict) -> None:
         from .xmdpt import check_xmdpt_size
@@ -420,7 +433,7 @@ def _xmdpt_release(size: str, drive_id: str) -> ReleasedModel:
         XMDPT_SIZES[size]["hidden_size"], "DDIM 50 respaced steps (eta 0), CFG 2.0 power-cosine (pow 0.01) on all channels",
         dict(num_steps=50, cfg_scale=2.0, scale_pow=0.01), ignore_prefixes=XMDPT_TRAINING_ONLY_PREFIXES,
         embedder_prefixes=XMDPT_EMBEDDER_PREFIXES, decoder=_xmdpt_vae, task="pose", decoder_at=_xmdpt_vae,
-        check_file=_xmdpt_size_check(size), samplers={"ddim": {}}, tiny_config=TINY_XMDPT,
+        check_decoder=_check_xmdpt_vae, check_file=_xmdpt_size_check(size), samplers={"ddim": {}}, tiny_config=TINY_XMDPT,
         contract_conditions=_xmdpt_pair_conditions, contract_output=((3, 64, 64), (0.0, 1.0)))
 
 

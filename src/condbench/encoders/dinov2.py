@@ -25,9 +25,9 @@ from torch import nn
 
 from ..checkpoints import CheckpointMismatchError, load_state_dict, load_strict
 from ..hub import WeightSource, resolve_weights
+from ..metrics.weight_files import DINOV2_VITB14_WEIGHTS, DINOV2_VITG14_WEIGHTS
 
 DINOV2_INPUT_SIZE = 224  # X-MDPT's transforms.Resize(224)
-_BASE = "https://dl.fbaipublicfiles.com/dinov2"
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,8 @@ class DINOv2Spec:
     patch_size: int = 14
 
 
-DINOV2_VITB14 = DINOv2Spec("dinov2_vitb14", 768, 12, 12, False,
-                           WeightSource("dinov2_vitb14_pretrain.pth", f"{_BASE}/dinov2_vitb14/dinov2_vitb14_pretrain.pth"))
-DINOV2_VITG14 = DINOv2Spec("dinov2_vitg14", 1536, 40, 24, True,
-                           WeightSource("dinov2_vitg14_pretrain.pth", f"{_BASE}/dinov2_vitg14/dinov2_vitg14_pretrain.pth"))
+DINOV2_VITB14 = DINOv2Spec("dinov2_vitb14", 768, 12, 12, False, DINOV2_VITB14_WEIGHTS)
+DINOV2_VITG14 = DINOv2Spec("dinov2_vitg14", 1536, 40, 24, True, DINOV2_VITG14_WEIGHTS)
 
 
 def dinov2_config(spec: DINOv2Spec):

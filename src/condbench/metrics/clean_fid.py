@@ -25,13 +25,13 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..checkpoints import CheckpointNotFoundError, file_sha256
+from ..checkpoints import file_sha256
+from ..datasets.image_folders import reference_files
 from ..hub import cache_root
 from .frechet import feature_statistics
 from .inception import InceptionFeatures
 
 INCEPTION_SIZE = 299
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 
 def clean_resize(images: torch.Tensor) -> torch.Tensor:
@@ -79,31 +79,6 @@ def center_crop_resize(path: Path, size: int) -> torch.Tensor:
         left, top = (w - side) // 2, (h - side) // 2
         image = image.crop((left, top, left + side, top + side)).resize((size, size), resample=Image.BICUBIC)
         return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
-
-
-def list_images(folder: str | Path) -> list[Path]:
-    """Every image file under ``folder`` (recursively), sorted; a clear error if there is none."""
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise CheckpointNotFoundError(f"reference image folder not found: {folder.resolve()} is not a directory")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files:
-        raise CheckpointNotFoundError(f"reference image folder {folder.resolve()} holds no images "
-                                      f"({', '.join(IMAGE_EXTENSIONS)})")
-    return files
-
-
-def reference_files(folder: str | Path, names: Optional[list[str]] = None) -> list[Path]:
-    """The files ``names`` (relative to ``folder``), or every image in it; a clear error for any that is missing."""
-    folder = Path(folder).expanduser()
-    if names is None:
-        return list_images(folder)
-    files = [folder / name for name in names]
-    missing = [f.name for f in files if not f.is_file()]
-    if missing:
-        raise CheckpointNotFoundError(f"{len(missing)} of the {len(files)} reference images are not in "
-                                      f"{folder.resolve()} (e.g. {', '.join(missing[:3])})")
-    return files
 
 
 def protocol(size: int, inception: InceptionFeatures) -> dict:

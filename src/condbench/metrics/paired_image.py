@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 from ..checkpoints import CheckpointMismatchError, file_sha256
-from ..hub import WeightSource, resolve_weights
+from ..hub import resolve_weights
 from .inception import as_uint8_images
+from .weight_files import ALEXNET_WEIGHTS
 
-ALEXNET_WEIGHTS = WeightSource("alexnet-owt-7be5be79.pth", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth")
 PROTOCOL_WIDTH, PROTOCOL_HEIGHT = 176, 256  # LPIPS and FID resize to W176 x H256 (DeepFashion's aspect)
 SSIM_WINDOW = 51
 SSIM_256_SIGMA = 1.2

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoints import CheckpointMismatchError, load_state_dict, load_strict
-from ..hub import WeightSource, resolve_weights
+from ..hub import resolve_weights
+from .weight_files import CNN14_16K_WEIGHTS
 
 SAMPLE_RATE = 16000
 WINDOW_SIZE = 512
@@ -31,10 +32,6 @@ CLASSES = 527
 EMBEDDING_DIM = 2048
 AMIN = 1e-10  # power_to_db floor; ref 1.0 and no top_db, as Cnn14 builds its LogmelFilterBank
 MIN_SAMPLES = 31 * HOP_SIZE  # 32 frames survive the five 2x2 poolings
-
-CNN14_16K_WEIGHTS = WeightSource(
-    filename="Cnn14_16k_mAP=0.438.pth",
-    url="https://zenodo.org/record/3987831/files/Cnn14_16k_mAP%3D0.438.pth?download=1")
 
 # the checkpoint's torchlibrosa front end: fixed DFT and mel matrices, replaced by torch.stft and librosa here
 FRONT_END_PREFIXES = ("spectrogram_extractor.", "logmel_extractor.")

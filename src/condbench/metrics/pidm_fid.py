@@ -25,12 +25,11 @@ import torch
 
 from ..cache import ShardCache, cache_key
 from ..checkpoints import CheckpointMismatchError, file_sha256
-from ..hub import WeightSource, cache_root, resolve_weights
+from ..datasets.image_folders import pidm_image_files
+from ..hub import cache_root, resolve_weights
 from .frechet import feature_statistics, frechet_distance
 from .paired_image import as_hwc_uint8, protocol_resize
-
-INCEPTION_WEIGHTS = WeightSource("inception_v3_google-0cc3c7bd.pth",
-                                 "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth")
+from .weight_files import PIDM_INCEPTION_WEIGHTS as INCEPTION_WEIGHTS
 FEATURE_DIM = 2048
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -162,18 +161,6 @@ def random_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
     return out
 
 
-def image_files(folder: str | Path) -> list[Path]:
-    """The images PIDM reads from a folder: ``*.jpg`` and ``*.png`` directly in it, sorted by name."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"FID reference folder not found: {folder.resolve()} (the TRAIN images at 256x256, "
-                                f"PIDM's train_256x256_pngs)")
-    files = sorted(p for p in folder.iterdir() if p.suffix in (".jpg", ".png") and p.is_file())
-    if len(files) < 2:
-        raise ValueError(f"FID reference folder {folder} holds {len(files)} *.jpg/*.png image(s); need at least 2")
-    return files
-
-
 def read_rgb(path: Path) -> np.ndarray:
     """(H, W, 3) uint8 of an RGB image file; other modes are an error naming the file."""
     from PIL import Image
@@ -206,7 +193,7 @@ def reference_statistics(folder: str | Path, extractor: PidmInception, batch_siz
     Features are reduced batch by batch (float64 sums around the first batch's mean), so the 48k training
     images need no more memory than one batch.
     """
-    files = image_files(folder)
+    files = pidm_image_files(folder)
     listing = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
     key = cache_key(kind="pidm-fid-reference", files=listing, protocol=extractor.protocol())
     store = ShardCache(cache_dir if cache_dir is not None else cache_root() / "fid_reference")

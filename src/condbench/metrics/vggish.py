@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from ..checkpoints import load_state_dict, load_strict
-from ..hub import WeightSource, resolve_weights
+from ..hub import resolve_weights
+from .weight_files import VGGISH_WEIGHTS
 
 SAMPLE_RATE = 16000
 WINDOW_LENGTH = 400  # 25 ms
@@ -29,10 +30,6 @@ LOG_OFFSET = 0.01
 PATCH_FRAMES = 96  # 0.96 s; patches do not overlap
 EMBEDDING_DIM = 128
 MIN_SAMPLES = WINDOW_LENGTH + (PATCH_FRAMES - 1) * HOP_LENGTH  # one full patch: 15,600 samples (0.975 s)
-
-VGGISH_WEIGHTS = WeightSource(
-    filename="vggish-10086976.pth",
-    url="https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth")
 
 _CONV_WIDTHS = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M")
 

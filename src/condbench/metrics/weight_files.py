@@ -1,7 +1,8 @@
-"""Where the metric networks' weights and the reference files are, and what a missing one's error says.
+"""Where the files a task reads besides the model are (metric networks' and condition encoders' weights, reference
+files), and what a missing one's error says.
 
 Torch-free: the run's preflight checks every file with these functions before torch is imported, and the
-metric modules load the files they find, so both give the same message.
+metric and encoder modules load the files they find, so both give the same message.
 """
 from __future__ import annotations
 
@@ -24,6 +25,73 @@ CLASSIFIER = "resnet50:IMAGENET1K_V2"  # torchvision "ARCH:WEIGHTS"
 # The files of the torchvision weights whose name the preflight knows without torchvision (torchvision's
 # get_model_weights(ARCH)[WEIGHTS].url; tests/test_startup.py checks them against torchvision).
 TORCHVISION_WEIGHT_URLS = {CLASSIFIER: "https://download.pytorch.org/models/resnet50-11ad3fa6.pth"}
+
+# pose task (PIDM protocol): torchvision's Inception-v3 for FID, AlexNet for LPIPS; X-MDPT's condition encoders
+PIDM_INCEPTION_WEIGHTS = WeightSource("inception_v3_google-0cc3c7bd.pth",
+                                      "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth")
+ALEXNET_WEIGHTS = WeightSource("alexnet-owt-7be5be79.pth", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth")
+_DINOV2_BASE = "https://dl.fbaipublicfiles.com/dinov2"
+DINOV2_VITB14_WEIGHTS = WeightSource("dinov2_vitb14_pretrain.pth", f"{_DINOV2_BASE}/dinov2_vitb14/dinov2_vitb14_pretrain.pth")
+DINOV2_VITG14_WEIGHTS = WeightSource("dinov2_vitg14_pretrain.pth", f"{_DINOV2_BASE}/dinov2_vitg14/dinov2_vitg14_pretrain.pth")
+# X-MDPT's fine-tuned VAE (its README: model_zoo/diffuser_finetune_vae), published on Google Drive only.
+XMDPT_VAE = WeightSource("diffuser_finetune_vae",
+                         "https://drive.google.com/file/d/1zjoCLuJV-_d-pq7f_N0vZXppUkq8LTP0/view", direct=False)
+# audio task (av-benchmark protocol): VGGish for FD_VGG, PANNs Cnn14 (16 kHz) for FD_PANNs / KL / IS; MDSGen's CAVP
+VGGISH_WEIGHTS = WeightSource(
+    filename="vggish-10086976.pth",
+    url="https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth")
+CNN14_16K_WEIGHTS = WeightSource(
+    filename="Cnn14_16k_mAP=0.438.pth",
+    url="https://zenodo.org/record/3987831/files/Cnn14_16k_mAP%3D0.438.pth?download=1")
+AUDIOLDM_REPO = "cvssp/audioldm-s-full-v2"  # MDSGen's decoder: AudioLDM's VAE and HiFi-GAN vocoder
+CAVP_WEIGHTS = WeightSource("cavp_epoch66.ckpt",
+                            "https://huggingface.co/SimianLuo/Diff-Foley/resolve/main/diff_foley_ckpt/cavp_epoch66.ckpt",
+                            hf_repo="SimianLuo/Diff-Foley", hf_filename="diff_foley_ckpt/cavp_epoch66.ckpt")
+
+
+def xmdpt_vae_folder(folder: Optional[str | Path] = None, *, option: str,
+                     setting: Optional[FileSetting] = None) -> Path:
+    """X-MDPT's fine-tuned VAE, a diffusers folder (config.json + weights): ``folder`` (given as ``option``, a
+    phrase), else ``<cache>/weights/diffuser_finetune_vae``; never downloaded (Google Drive only)."""
+    candidate = Path(folder).expanduser() if folder is not None else cache_root() / "weights" / XMDPT_VAE.filename
+    if (candidate / "config.json").is_file():
+        return candidate
+    raise CheckpointNotFoundError(
+        f"X-MDPT fine-tuned VAE not found: no diffusers folder (config.json + weights) at {candidate.resolve()}. "
+        f"It is published only on a page a person downloads from: {XMDPT_VAE.url}\nHow to provide it: download "
+        f"it yourself, unpack it, and give the folder as {option}, or place it at "
+        f"{cache_root() / 'weights' / XMDPT_VAE.filename}.", (setting,) if setting else ())
+
+
+def require_audioldm(source: str | Path = AUDIOLDM_REPO) -> None:
+    """Raise a CheckpointNotFoundError naming what is absent when the decoder cannot load: a local folder without
+    ``vae/config.json`` or ``vocoder/config.json``, or (offline) a hub id not in the Hugging Face cache."""
+    parts = ("vae/config.json", "vocoder/config.json")
+    folder = Path(str(source)).expanduser()
+    how = (f"How to provide it: download https://huggingface.co/{AUDIOLDM_REPO} once while online (it is then "
+           f"cached), or pass a local copy with the model option decoder: /path/to/audioldm-s-full-v2 (a folder "
+           "holding vae/ and vocoder/, each with config.json and weights)")
+    if folder.is_dir() or str(source) != AUDIOLDM_REPO:
+        missing = [str(folder / p) for p in parts if not (folder / p).is_file()]
+        if missing:
+            raise CheckpointNotFoundError(f"AudioLDM decoder (MDSGen's VAE and vocoder) not found: "
+                                          f"{', '.join(missing)} do(es) not exist.\n{how}")
+        return
+    if offline():
+        from huggingface_hub import try_to_load_from_cache
+
+        if not all(isinstance(try_to_load_from_cache(str(source), p), str) for p in parts):
+            raise CheckpointNotFoundError(f"AudioLDM decoder (MDSGen's VAE and vocoder) {source!r} is not in the "
+                                          f"Hugging Face cache and downloads are off (offline mode).\n{how}")
+
+
+def task_option_weights(source: WeightSource, path: Optional[str | Path], *, task: str, option: str,
+                        what: str) -> Path:
+    """``source``'s file for task ``task``: the path given as its task option ``option``, else the cache, else a
+    one-time download (not offline); the error names the option, and the snippet gives it."""
+    return resolve_weights(source, path, what=what, option=f"the {task} task option {option} (suite task_options)",
+                           setting=FileSetting(("task_options", option), placeholder_path(source.filename)),
+                           download=not offline())
 
 
 def reference_batch_path(path: Optional[str | Path] = None) -> Path:

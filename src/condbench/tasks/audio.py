@@ -13,27 +13,21 @@ from __future__ import annotations
 import hashlib
 import json
 from functools import cached_property
-from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 
-from ..checkpoints import CheckpointNotFoundError, file_sha256
-from ..datasets.vggsound import CSV_URL, FEATURE_DIM, FRAMES, VGGSoundClips, read_features, read_split
-from ..hub import cache_root, offline
+from ..checkpoints import file_sha256
+from ..datasets.vggsound import VGGSoundClips, read_features
+from ..hub import offline
 from ..metrics.audio import CLIP_SECONDS, IS_SPLITS, SAMPLE_RATE, AudioFeatures, prepare_waveform
 from ..storage import atomic_save_npz
+from .audio_files import AudioFiles, vggsound_root
 from .audio_metrics import AudioEvaluator, pack, unpack
 
-MISSING_SHOWN = 5  # missing clip files named in the preflight message; the rest are counted
 
-
-def vggsound_root() -> Path:
-    return cache_root() / "vggsound"
-
-
-class AudioTask:
+class AudioTask(AudioFiles):
     """VGGSound test clips, their CAVP conditions, their ground-truth sound and the audio metric set.
 
     Options: ``csv`` (the published vggsound.csv; default ``$CONDBENCH_CACHE/vggsound/vggsound.csv``),
@@ -47,36 +41,23 @@ class AudioTask:
     condition_kind = "video"
     default_model = "mdsgen-b-2"
     grid_count = 8  # clips kept for the report's players, the same for every policy
+    clip_files = VGGSoundClips  # the clips with their frames, sound and features
 
     def __init__(self, csv: Optional[str] = None, clip_dir: Optional[str] = None, feature_dir: Optional[str] = None,
                  audio_dir: Optional[str] = None, split: str = "test", num_clips: Optional[int] = None,
                  clip_seconds: float = CLIP_SECONDS, is_splits: int = IS_SPLITS, cavp_weights: Optional[str] = None,
                  vggish_weights: Optional[str] = None, panns_weights: Optional[str] = None,
                  device: Optional[str] = None):
-        if num_clips is not None and num_clips < 1:
-            raise ValueError(f"num_clips must be >= 1 (or left out for the whole split), got {num_clips}")
         if not 0 < clip_seconds <= 8.16:
             raise ValueError(f"clip_seconds must be in (0, 8.16] (MDSGen generates 8.16 s), got {clip_seconds}")
-        self.csv = Path(csv).expanduser() if csv else vggsound_root() / "vggsound.csv"
-        self.clip_dir = Path(clip_dir).expanduser() if clip_dir else vggsound_root() / "clips"
-        self.feature_dir, self.audio_dir = feature_dir, audio_dir
-        self.split, self.num_clips, self.clip_seconds, self.is_splits = split, num_clips, clip_seconds, is_splits
-        self.cavp_weights, self.vggish_weights, self.panns_weights = cavp_weights, vggish_weights, panns_weights
+        super().__init__(csv=csv, clip_dir=clip_dir, feature_dir=feature_dir, audio_dir=audio_dir, split=split,
+                         num_clips=num_clips, cavp_weights=cavp_weights, vggish_weights=vggish_weights,
+                         panns_weights=panns_weights)
+        self.clip_seconds, self.is_splits = clip_seconds, is_splits
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._evaluator: Optional[AudioEvaluator] = None
 
     # --- clips and conditions
-
-    @cached_property
-    def clips(self) -> VGGSoundClips:
-        if not self.csv.is_file():
-            raise CheckpointNotFoundError(
-                f"VGGSound split file not found: {self.csv.resolve()}.\nHow to provide it: download {CSV_URL} "
-                "and pass it with the task option csv (suite task_options), or place it there")
-        rows = read_split(self.csv, self.split)
-        if not rows:
-            raise ValueError(f"{self.csv} lists no clip of split {self.split!r}")
-        return VGGSoundClips(self.clip_dir, rows[:self.num_clips], self.feature_dir, self.audio_dir)
 
     @property
     def num_samples(self) -> int:
@@ -84,18 +65,6 @@ class AudioTask:
 
     def clip_ids(self) -> list[str]:
         return [clip.name for clip in self.clips.clips]
-
-    def _needs_encoder(self) -> bool:
-        """True when some clip has no precomputed feature file (its features come from CAVP or its cache)."""
-        return any(p is None or not p.is_file() for p in map(self.clips.feature_path, range(len(self.clips))))
-
-    def cavp_checkpoint(self) -> Path:
-        from ..adapters.cavp import CAVP_WEIGHTS
-        from ..hub import resolve_weights
-
-        return resolve_weights(CAVP_WEIGHTS, self.cavp_weights, what="CAVP video encoder checkpoint (the clips' "
-                               "conditions)", option="the audio task option cavp_weights (suite task_options)",
-                               download=not offline())
 
     @cached_property
     def _encoder(self):
@@ -143,48 +112,10 @@ class AudioTask:
 
     # --- files the run needs
 
-    def _check_clips(self) -> None:
-        if not self.csv.is_file():
-            return  # the split file's own check reports it; without it the clips cannot be listed
-        missing = self.clips.missing()
-        if missing:
-            shown = "\n  ".join(str(p) for p in missing[:MISSING_SHOWN])
-            more = f"\n  ... and {len(missing) - MISSING_SHOWN} more" if len(missing) > MISSING_SHOWN else ""
-            raise CheckpointNotFoundError(
-                f"{len(missing)} VGGSound clip file(s) missing (of {len(self.clips)} {self.split} clips in "
-                f"{self.csv}):\n  {shown}{more}\nHow to provide them: put the clips as {{youtube_id}}_{{start:06d}}.mp4 "
-                f"in {self.clip_dir} (task option clip_dir), or CAVP features {{name}}.npz (arr_0 (T>={FRAMES}, "
-                f"{FEATURE_DIM})) in the task option feature_dir and the sound {{name}}.wav in audio_dir; "
-                "num_clips: N uses the first N clips only")
-
-    def _check_cavp(self) -> None:
-        try:
-            needed = self._needs_encoder()
-        except FileNotFoundError:
-            needed = self.feature_dir is None  # without the split, only a feature folder can spare the encoder
-        if needed:
-            self.cavp_checkpoint()
-
-    def vggish_path(self) -> Path:
-        from ..hub import resolve_weights
-        from ..metrics.vggish import VGGISH_WEIGHTS
-
-        return resolve_weights(VGGISH_WEIGHTS, self.vggish_weights, what="VGGish weights (FD_VGG)",
-                               option="the audio task option vggish_weights (suite task_options)",
-                               download=not offline())
-
-    def panns_path(self) -> Path:
-        from ..hub import resolve_weights
-        from ..metrics.panns import CNN14_16K_WEIGHTS
-
-        return resolve_weights(CNN14_16K_WEIGHTS, self.panns_weights,
-                               what="PANNs Cnn14 16 kHz weights (FD_PANNs, KL, IS)",
-                               option="the audio task option panns_weights (suite task_options)",
-                               download=not offline())
-
     def required_inputs(self) -> list[Callable[[], object]]:
-        """Resolvers of every file the run needs; the preflight calls each and lists every failure at once."""
-        return [lambda: self.clips, self._check_clips, self._check_cavp, self.vggish_path, self.panns_path]
+        """Every file the run needs, found (the metric networks load when scoring starts); the preflight calls each
+        and lists every failure at once."""
+        return self.file_checks()
 
     # --- metrics
 

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 
 from ..cache import ShardCache, cache_key
-from ..checkpoints import CheckpointNotFoundError, file_sha256
-from ..hub import cache_root, offline, resolve_weights
+from ..checkpoints import file_sha256
+from ..hub import cache_root
+from .pose_files import PoseFiles
 from .pose_metrics import PoseEvaluator
 
 TEST_PAIRS = 8570  # pairs in the PIDM/GFLA test_pairs.txt
@@ -115,16 +116,12 @@ class PairedConditionsMixin:
         adapter.set_condition_mean(self._conditions)
 
 
-def default_root() -> Path:
-    return cache_root() / "deepfashion"
-
-
 def folder_sha256(folder: Path) -> dict[str, str]:
     """sha256 of every file of a folder (the VAE's config and weights), by relative path."""
     return {str(p.relative_to(folder)): file_sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-class PoseTask(PairedConditionsMixin):
+class PoseTask(PoseFiles, PairedConditionsMixin):
     """DeepFashion test pairs, their X-MDPT conditions, and the PIDM metric set.
 
     Options: ``root`` (pairs files, ``pose/``, default ``<cache>/deepfashion``), ``images`` (the LMDB or PNG
@@ -149,19 +146,25 @@ class PoseTask(PairedConditionsMixin):
                  encoder_device: Optional[str] = None):
         if num_pairs is not None and num_pairs < 1:
             raise ValueError(f"num_pairs must be >= 1 (or None for every test pair), got {num_pairs}")
-        self.root = Path(root).expanduser() if root else default_root()
-        self.images = Path(images).expanduser() if images else None
-        self.train_images = Path(train_images).expanduser() if train_images else self.root / "train_256x256_pngs"
+        super().__init__(root=root, images=images, train_images=train_images, vae=vae, dinov2_pose=dinov2_pose,
+                         dinov2_source=dinov2_source, alexnet_weights=alexnet_weights,
+                         inception_weights=inception_weights, fid=fid, lpips=lpips)
         self.num_pairs, self.seed = num_pairs, seed
-        self.vae_folder, self.dinov2_pose, self.dinov2_source = vae, dinov2_pose, dinov2_source
         self.dinov2_overrides = dict(dinov2_overrides or {})
-        self.alexnet_weights, self.inception_weights = alexnet_weights, inception_weights
-        self.use_fid, self.use_lpips = fid, lpips
         self.condition_cache = Path(condition_cache) if condition_cache else cache_root() / "pose_conditions"
         self.encoder_device = encoder_device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._evaluator: Optional[PoseEvaluator] = None
 
     # --- pairs and conditions
+
+    def prepare_adapter(self, adapter) -> None:
+        """The mean condition (``mask=fixed``), and X-MDPT's one VAE: a model given no decoder folder decodes with
+        the task's (task option ``vae``), as ``infer_xmdpt.py`` encodes sources and decodes samples with one VAE."""
+        from ..adapters.xmdpt import XMDPTVAE
+
+        super().prepare_adapter(adapter)
+        if isinstance(getattr(adapter, "decoder", None), XMDPTVAE) and adapter.decoder.folder is None:
+            adapter.decoder = XMDPTVAE(self.vae_path())  # its own copy: decoding may run beside the encoders
 
     @cached_property
     def dataset(self):
@@ -178,26 +181,11 @@ class PoseTask(PairedConditionsMixin):
     def _dinov2_spec(self, spec):
         return dataclasses.replace(spec, **self.dinov2_overrides) if self.dinov2_overrides else spec
 
-    def _dinov2_path(self, spec, path: Optional[str]) -> Path:
-        return resolve_weights(spec.weights, path, what=f"DINOv2 {spec.name} weights (X-MDPT condition encoder)",
-                               option=f"the pose task option {'dinov2_pose' if 'b14' in spec.name else 'dinov2_source'}",
-                               download=not offline())
-
-    def dinov2_paths(self) -> tuple[Path, Path]:
-        from ..encoders.dinov2 import DINOV2_VITB14, DINOV2_VITG14
-
-        return self._dinov2_path(DINOV2_VITB14, self.dinov2_pose), self._dinov2_path(DINOV2_VITG14, self.dinov2_source)
-
-    def vae_path(self) -> Path:
-        from ..adapters.xmdpt import resolve_vae_folder
-
-        return resolve_vae_folder(self.vae_folder)
-
     @cached_property
     def encoders(self):
         from ..encoders.dinov2 import DINOV2_VITB14, DINOV2_VITG14, XMDPTEncoders, load_dinov2
 
-        pose, source = self.dinov2_paths()
+        pose, source = self.dinov2_pose_path(), self.dinov2_source_path()
         return XMDPTEncoders(load_dinov2(self._dinov2_spec(DINOV2_VITB14), pose).to(self.encoder_device).eval(),
                              load_dinov2(self._dinov2_spec(DINOV2_VITG14), source).to(self.encoder_device).eval())
 
@@ -210,7 +198,7 @@ class PoseTask(PairedConditionsMixin):
     @cached_property
     def condition_identity(self) -> dict:
         """What the cached conditions depend on besides each pair: seed, encoder weights, VAE files."""
-        pose, source = self.dinov2_paths()
+        pose, source = self.dinov2_pose_path(), self.dinov2_source_path()
         return {"format": CONDITION_FORMAT, "seed": self.seed, "dinov2_pose": file_sha256(pose),
                 "dinov2_source": file_sha256(source), "dinov2_overrides": self.dinov2_overrides,
                 "vae": folder_sha256(self.vae_path()), "encode_dtype": "float32"}
@@ -272,53 +260,11 @@ class PoseTask(PairedConditionsMixin):
 
     # --- preflight
 
-    def check_pairs(self) -> None:
-        from ..datasets.deepfashion import HOW_TO_GET, PAIRS_FILES, missing_files, missing_pairs_message
-
-        pairs = self.root / PAIRS_FILES["test"]
-        if not pairs.is_file():  # it names every other file of the split: nothing else can be listed yet
-            raise CheckpointNotFoundError(missing_pairs_message(pairs))
-        problems = missing_files(self.root, "test", self.images)
-        if problems:
-            shown = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
-            raise CheckpointNotFoundError(f"DeepFashion test split (root {self.root}): {len(problems)} file(s) "
-                                          f"missing:\n  {shown}\nHow to provide them: {HOW_TO_GET}.")
-
-    def check_train_images(self) -> None:
-        from ..metrics.pidm_fid import image_files
-
-        try:
-            image_files(self.train_images)
-        except (FileNotFoundError, ValueError) as error:
-            raise CheckpointNotFoundError(
-                f"{error}.\nHow to provide it: a folder of the DeepFashion TRAIN images at 256x256 as PNGs (PIDM's "
-                f"train_256x256_pngs, e.g. the images of train_pairs.txt written out of ROOT/256-256), given as the pose "
-                f"task option train_images or placed at {self.root / 'train_256x256_pngs'}.") from None
-
-    def alexnet_path(self) -> Path:
-        from ..metrics.paired_image import ALEXNET_WEIGHTS
-
-        return resolve_weights(ALEXNET_WEIGHTS, self.alexnet_weights, what="AlexNet weights for LPIPS",
-                               option="the pose task option alexnet_weights", download=not offline())
-
-    def inception_path(self) -> Path:
-        from ..metrics.pidm_fid import INCEPTION_WEIGHTS
-
-        return resolve_weights(INCEPTION_WEIGHTS, self.inception_weights, what="Inception-v3 weights for the pose FID",
-                               option="the pose task option inception_weights", download=not offline())
-
     def required_inputs(self) -> list[Callable[[], object]]:
-        """Resolvers of every file the task needs; the run's preflight calls each before any sampling."""
-        from ..encoders.dinov2 import DINOV2_VITB14, DINOV2_VITG14
-
-        checks: list[Callable[[], object]] = [self.check_pairs, self.vae_path,
-                                              lambda: self._dinov2_path(DINOV2_VITB14, self.dinov2_pose),
-                                              lambda: self._dinov2_path(DINOV2_VITG14, self.dinov2_source)]
-        if self.use_fid:
-            checks += [self.check_train_images, lambda: self.inception]
-        if self.use_lpips:
-            checks.append(lambda: self.lpips)
-        return checks
+        """The file checks, with the metric networks loaded rather than only found (the evaluator then uses these
+        loads); the run's preflight calls each before any sampling."""
+        loads = {self.inception_path: lambda: self.inception, self.alexnet_path: lambda: self.lpips}
+        return [loads.get(check, check) for check in self.file_checks()]
 
     # --- metric networks (loaded once; the preflight's check is the load the evaluator then uses)
 

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from ..checkpoints import CheckpointNotFoundError, FileSetting
+from ..datasets.image_folders import reference_files
 from ..datasets.prompts import PromptSet, load_prompts
 from ..hub import cache_root, offline
-from . import asset_path
-from .text_metrics import TextEvaluator
+from ..metrics.weight_files import inception_weights_path, require_clip_model
+from . import asset_path, input_checks
+
+if TYPE_CHECKING:  # the module stays torch-free at import: the run's preflight builds the task to check its files
+    from .text_metrics import TextEvaluator
 
 BUILTIN_PROMPTS = "builtin"
 COCO_ANNOTATIONS_URL = "http://images.cocodataset.org/annotations/annotations_trainval2017.zip"
@@ -76,13 +81,12 @@ class TextTask:
     def prompt_set(self) -> PromptSet:
         path = self.prompt_path()
         if not path.is_file():
-            from ..checkpoints import CheckpointNotFoundError
-
             how = (f"download {COCO_ANNOTATIONS_URL} and unzip it into {path.parent.parent}" if not self.prompt_file
                    else "check the task option prompt_file")
             raise CheckpointNotFoundError(f"prompt file not found: {path.resolve()}.\nHow to provide it: {how} (or set "
                                           f"the task option prompt_file to a text/csv/jsonl/COCO/PartiPrompts file, "
-                                          f"or to '{BUILTIN_PROMPTS}' for the prompts shipped with condbench).")
+                                          f"or to '{BUILTIN_PROMPTS}' for the prompts shipped with condbench).",
+                                          (FileSetting(("task_options", "prompt_file"), f"/path/to/{path.name}"),))
         return load_prompts(path, self.prompt_format, self.num_prompts, self.prompt_seed)
 
     @property
@@ -109,9 +113,6 @@ class TextTask:
         return list(self.prompt_set.image_files) if self.prompt_set.image_files else None
 
     def check_reference(self) -> None:
-        from ..checkpoints import CheckpointNotFoundError
-        from ..metrics.clean_fid import reference_files
-
         names = self.reference_names() if self.prompt_path().is_file() else None  # else: the folder at least
         try:
             reference_files(self.reference_folder(), names)
@@ -119,21 +120,29 @@ class TextTask:
             how = (f"download {COCO_IMAGES_URL} and unzip it into {self.reference_folder().parent}"
                    if not self.reference_images else "check the task option reference_images")
             raise CheckpointNotFoundError(f"FID reference images: {error}.\nHow to provide them: {how}, or set the "
-                                          "task option reference_images to a folder of images, or fid: false.") from None
+                                          "task option reference_images to a folder of images, or fid: false.",
+                                          (FileSetting(("task_options", "reference_images"),
+                                                       f"/path/to/{self.reference_folder().name}"),)) from None
 
     def inception_weights_path(self) -> Path:
-        from ..metrics.weight_files import inception_weights_path
-
         return inception_weights_path(self.inception_weights, download=not offline())
 
-    def required_inputs(self) -> list[Callable[[], object]]:
-        """Resolvers of every file the task needs; the run's preflight calls each before any sampling."""
+    def check_clip_model(self) -> None:
+        require_clip_model(self.clip_model)
+
+    def file_checks(self) -> list[Callable[[], object]]:
+        """One check per file (or set of files) the task reads; each raises CheckpointNotFoundError when absent."""
         checks: list[Callable[[], object]] = [lambda: self.prompt_set]
         if self.fid:
             checks += [self.check_reference, self.inception_weights_path]
         if self.clip_model:
-            checks.append(lambda: self.clip_scorer)
+            checks.append(self.check_clip_model)
         return checks
+
+    def required_inputs(self) -> list[Callable[[], object]]:
+        """The file checks, with the CLIP model loaded rather than only found (the evaluator then uses this load);
+        the run's preflight calls each before any sampling."""
+        return [(lambda: self.clip_scorer) if check == self.check_clip_model else check for check in self.file_checks()]
 
     @cached_property
     def clip_scorer(self):
@@ -144,6 +153,8 @@ class TextTask:
     @property
     def evaluator(self) -> TextEvaluator:
         if self._evaluator is None:
+            from .text_metrics import TextEvaluator
+
             inception = reference = None
             if self.fid:
                 from ..metrics.clean_fid import FolderReference
@@ -163,3 +174,8 @@ class TextTask:
                 "metric_options": {"fid": self.fid, "inception_weights": self.inception_weights,
                                    "clip_model": self.clip_model, "reference_images": str(self.reference_folder())},
                 "metric_details": self.evaluator.protocol(), "metric_protocol": self.evaluator.protocol_line()}
+
+
+def text_inputs(**task_options: Any) -> list[Callable[[], object]]:
+    """The registry's torch-free file checks of the text task (the task itself is torch-free until it scores)."""
+    return input_checks(TextTask, task_options)
