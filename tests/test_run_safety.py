@@ -198,8 +198,11 @@ def test_a_full_disk_is_one_line_and_loses_nothing(run_dir, tmp_path, capsys, mo
 
 
 def _cli(args, cwd):
+    """``condbench ARGS`` in a child whose Ctrl-C works even when the tests run in a background job: a
+    non-interactive shell starts those with SIGINT ignored, the child would inherit that and finish its run."""
     return subprocess.Popen([sys.executable, "-m", "condbench", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "CONDBENCH_NO_PROGRESS": "1"})
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "CONDBENCH_NO_PROGRESS": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def test_ctrl_c_prints_what_was_kept_and_how_to_resume(tmp_path):
