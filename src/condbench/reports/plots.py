@@ -105,6 +105,7 @@ def trajectory_figure(steps: np.ndarray, series: dict[str, np.ndarray], ylabels:
         ax.set_title(ylabels[key], fontsize=10)
         ax.set_ylabel(ylabels[key].split(" over ")[0])
         ax.set_xlabel("sampling step (0 = pure noise)")
+    fig.tight_layout()  # else a panel's y label runs into the tick labels of the panel to its left
     return _uri(fig)
 
 
