@@ -405,13 +405,11 @@ def _xmdpt_vae(folder: Optional[str] = None) -> Callable:
 def _check_xmdpt_vae(decoder: Optional[str], model: str) -> None:
     """The preflight's check of a VAE folder given as the model option decoder (read only when it first decodes);
     without one the model decodes with the pose task's VAE folder (task option vae), which the task checks."""
-    from ..metrics.weight_files import XMDPT_VAE, xmdpt_vae_folder
+    from ..metrics.weight_files import xmdpt_vae_folder
 
     if decoder is None:
         return
-    xmdpt_vae_folder(decoder, option=f"the model option decoder of {model}",
-                     setting=FileSetting(("model_options", model, "decoder"), placeholder_path(XMDPT_VAE.filename),
-                                         note="diffusers folder: config.json + weights"))
+    xmdpt_vae_folder(decoder, option=f"the model option decoder of {model}", keys=("model_options", model, "decoder"))
 
 
 def _xmdpt_size_check(size: str) -> Callable[[Path, dict], None]:

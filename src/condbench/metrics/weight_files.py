@@ -49,10 +49,10 @@ CAVP_WEIGHTS = WeightSource("cavp_epoch66.ckpt",
                             hf_repo="SimianLuo/Diff-Foley", hf_filename="diff_foley_ckpt/cavp_epoch66.ckpt")
 
 
-def xmdpt_vae_folder(folder: Optional[str | Path] = None, *, option: str,
-                     setting: Optional[FileSetting] = None) -> Path:
+def xmdpt_vae_folder(folder: Optional[str | Path] = None, *, option: str, keys: tuple[str, ...] = ()) -> Path:
     """X-MDPT's fine-tuned VAE, a diffusers folder (config.json + weights): ``folder`` (given as ``option``, a
-    phrase), else ``<cache>/weights/diffuser_finetune_vae``; never downloaded (Google Drive only)."""
+    phrase; ``keys`` the suite keys of that option, for the missing-files snippet), else
+    ``<cache>/weights/diffuser_finetune_vae``; never downloaded (Google Drive only)."""
     candidate = Path(folder).expanduser() if folder is not None else cache_root() / "weights" / XMDPT_VAE.filename
     if (candidate / "config.json").is_file():
         return candidate
@@ -60,7 +60,9 @@ def xmdpt_vae_folder(folder: Optional[str | Path] = None, *, option: str,
         f"X-MDPT fine-tuned VAE not found: no diffusers folder (config.json + weights) at {candidate.resolve()}. "
         f"It is published only on a page a person downloads from: {XMDPT_VAE.url}\nHow to provide it: download "
         f"it yourself, unpack it, and give the folder as {option}, or place it at "
-        f"{cache_root() / 'weights' / XMDPT_VAE.filename}.", (setting,) if setting else ())
+        f"{cache_root() / 'weights' / XMDPT_VAE.filename}.",
+        (FileSetting(keys, placeholder_path(XMDPT_VAE.filename), note="diffusers folder: config.json + weights"),)
+        if keys else ())
 
 
 def require_audioldm(source: str | Path = AUDIOLDM_REPO) -> None:

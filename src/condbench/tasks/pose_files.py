@@ -11,7 +11,7 @@ from ..datasets.deepfashion_files import HOW_TO_GET, PAIRS_FILES, missing_files,
 from ..datasets.image_folders import pidm_image_files
 from ..hub import cache_root
 from ..metrics.weight_files import (ALEXNET_WEIGHTS, DINOV2_VITB14_WEIGHTS, DINOV2_VITG14_WEIGHTS,
-                                    PIDM_INCEPTION_WEIGHTS, XMDPT_VAE, task_option_weights, xmdpt_vae_folder)
+                                    PIDM_INCEPTION_WEIGHTS, task_option_weights, xmdpt_vae_folder)
 from . import input_checks
 
 TRAIN_IMAGES_FOLDER = "train_256x256_pngs"  # PIDM's name for the FID real set
@@ -66,8 +66,7 @@ class PoseFiles:
 
     def vae_path(self) -> Path:
         return xmdpt_vae_folder(self.vae_folder, option="the pose task option vae (suite task_options)",
-                                setting=FileSetting(("task_options", "vae"), f"/path/to/{XMDPT_VAE.filename}",
-                                                    note="diffusers folder: config.json + weights"))
+                                keys=("task_options", "vae"))
 
     def dinov2_pose_path(self) -> Path:
         return task_option_weights(DINOV2_VITB14_WEIGHTS, self.dinov2_pose, task="pose", option="dinov2_pose",

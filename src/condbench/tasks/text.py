@@ -142,7 +142,8 @@ class TextTask:
     def required_inputs(self) -> list[Callable[[], object]]:
         """The file checks, with the CLIP model loaded rather than only found (the evaluator then uses this load);
         the run's preflight calls each before any sampling."""
-        return [(lambda: self.clip_scorer) if check == self.check_clip_model else check for check in self.file_checks()]
+        loads = {self.check_clip_model: lambda: self.clip_scorer}
+        return [loads.get(check, check) for check in self.file_checks()]
 
     @cached_property
     def clip_scorer(self):
