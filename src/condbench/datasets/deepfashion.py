@@ -24,6 +24,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from ..textfiles import TextFileError
 from .deepfashion_files import (HOW_TO_GET, LMDB_FOLDER, PAIRS_FILES, DeepFashionError, PosePair, missing_files,
                                 open_images, read_pairs)
 from .openpose import KeypointFileError, SKELETON_SIZE, skeleton_from_file
@@ -144,7 +145,7 @@ class DeepFashionPairs:
                                    f"How to provide it: {HOW_TO_GET}.")
         try:
             return skeleton_from_file(path)
-        except KeypointFileError as error:
+        except (KeypointFileError, TextFileError) as error:
             raise DeepFashionError(f"{error} (target of {self.pairs_file}, line {pair.line})") from None
 
     def __getitem__(self, index: int) -> PoseSample:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from ..seeding import sample_seed
+from ..textfiles import read_user_text
 
 PAIRS_FILES = {"test": "test_pairs.txt", "train": "train_pairs.txt"}
 LMDB_FOLDER = "256-256"  # PIDM prepare_data.py: os.path.join(out, '-'.join(size)) for size (256, 256)
@@ -66,13 +67,17 @@ def missing_pairs_message(path: str | Path, root_option: str = "the pose task op
 
 
 def read_pairs(path: str | Path, seed: int = 0) -> list[PosePair]:
-    """Every pair of a ``*_pairs.txt`` file, in file order; blank lines at the end are ignored."""
+    """Every pair of a ``*_pairs.txt`` file, in file order; blank lines at the end are ignored, a file without
+    any pair is an error (a run over it would measure nothing)."""
     path = Path(path)
     if not path.is_file():
         raise DeepFashionError(missing_pairs_message(path))
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_user_text(path, "DeepFashion pairs file").splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
+    if not lines:
+        raise DeepFashionError(f"{path}: the pairs file holds no pairs (it is empty); expected one "
+                               f"'target,source[,source...]' line per pair. Download it again: {PAIRS_URL}")
     pairs = []
     for number, line in enumerate(lines, start=1):
         fields = line.strip().split(",")
@@ -153,12 +158,12 @@ def open_images(path: str | Path) -> ImageStore:
 
 
 def missing_files(root: str | Path, split: str = "test", images: Optional[str | Path] = None) -> list[str]:
-    """Every file the split needs and lacks, one line each (pairs-file line included); empty when complete."""
+    """Every file the split needs and lacks, one line each (pairs-file line included); empty when complete.
+    A pairs file that is there but damaged raises its :class:`DeepFashionError`."""
     root = Path(root)
-    try:
-        pairs = read_pairs(root / PAIRS_FILES[split])
-    except DeepFashionError as error:
-        return [str(error).splitlines()[0]]
+    if not (root / PAIRS_FILES[split]).is_file():
+        return [missing_pairs_message(root / PAIRS_FILES[split]).splitlines()[0]]
+    pairs = read_pairs(root / PAIRS_FILES[split])  # a damaged file is not a missing one: its error stops the run
     try:
         store = open_images(images if images is not None else root / LMDB_FOLDER)
     except DeepFashionError as error:

@@ -2,7 +2,13 @@
 
 The keypoint files of the PIDM/GFLA DeepFashion split (``pose/<...>.txt``) hold 18 lines ``x y`` in the
 176x256 frame of the original DeepFashion images (x after a 40-pixel white border; -1 = not detected),
-in OpenPose's COCO-18 order. X-MDPT (``my_dataset.FashionDataset.get_label_tensor``, identical in PIDM's
+in OpenPose's COCO-18 order. Exactly -1 in either coordinate marks a missing keypoint (the official
+``x == -1 or y == -1`` test); any other value is a detection, drawn where it falls, off the canvas and negative
+included, as the official renderer draws it (clipped). A file is refused when a coordinate is not a finite
+number or lies more than one frame size beyond the frame (:data:`FRAME_MARGIN`): no detection of the person in
+the image is there, so the file is damaged (and OpenCV cannot draw such a point).
+
+X-MDPT (``my_dataset.FashionDataset.get_label_tensor``, identical in PIDM's
 ``data/fashion_data.py``) moves them onto the 256x256 training images and draws a skeleton: a filled circle
 of radius 4 per keypoint, then 17 limbs as filled ellipses of half-width 4, each blended 40/60 over the
 canvas, colours in OpenCV's BGR order and the image flipped to RGB at the end. :func:`render_skeleton`
@@ -15,10 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..textfiles import read_user_text
+
 NUM_KEYPOINTS = 18
 MISSING = -1.0
 SKELETON_SIZE = (256, 256)  # (H, W) of the images X-MDPT is trained on
 ORIGINAL_WIDTH, ORIGINAL_HEIGHT, BORDER = 176.0, 256.0, 40.0  # keypoint frame: 256x256 minus 40 px each side
+FILE_FRAME = (ORIGINAL_WIDTH + 2 * BORDER, ORIGINAL_HEIGHT)  # (W, H) of the x, y a keypoint file holds
+FRAME_MARGIN = 1.0  # a coordinate may lie up to this many frame sizes beyond the frame's edges
 
 # OpenPose COCO-18 limbs as 1-based keypoint pairs; the official renderer draws only the first 17
 # (the last two, ear-to-shoulder, are listed but never drawn).
@@ -42,29 +52,40 @@ def read_keypoints(path: str | Path) -> np.ndarray:
     """The keypoints of one OpenPose file as (18, 2) float64 ``(x, y)`` rows; -1 marks a missing coordinate.
 
     Reads what ``np.loadtxt`` reads in the official code (whitespace-separated, ``#`` comments, blank lines
-    skipped) but insists on 18 lines of two finite numbers, and says where a file breaks that.
+    skipped) but insists on 18 lines of two finite numbers within reach of the frame (see the module docstring),
+    and says where a file breaks that.
     """
     path = Path(path)
     rows: list[list[float]] = []
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
-            fields = line.split("#", 1)[0].split()
-            if not fields:
-                continue
-            if len(fields) != 2:
-                raise KeypointFileError(f"{path}, line {number}: expected two numbers 'x y', found {len(fields)} "
-                                        f"fields in {line.rstrip()!r}")
-            try:
-                values = [float(field) for field in fields]
-            except ValueError:
-                raise KeypointFileError(f"{path}, line {number}: {line.rstrip()!r} is not two numbers 'x y'") from None
-            if not all(math.isfinite(v) for v in values):
-                raise KeypointFileError(f"{path}, line {number}: {line.rstrip()!r} is not finite")
-            rows.append(values)
+    for number, line in enumerate(read_user_text(path, "keypoint file").splitlines(), start=1):
+        fields = line.split("#", 1)[0].split()
+        if not fields:
+            continue
+        if len(fields) != 2:
+            raise KeypointFileError(f"{path}, line {number}: expected two numbers 'x y', found {len(fields)} "
+                                    f"fields in {line.rstrip()!r}")
+        try:
+            values = [float(field) for field in fields]
+        except ValueError:
+            raise KeypointFileError(f"{path}, line {number}: {line.rstrip()!r} is not two numbers 'x y'") from None
+        if not all(math.isfinite(v) for v in values):
+            raise KeypointFileError(f"{path}, line {number}: {line.rstrip()!r} is not finite")
+        if not all(within_reach(value, side) for value, side in zip(values, FILE_FRAME)):
+            raise KeypointFileError(f"{path}, line {number}: {line.rstrip()!r} lies far outside the keypoint frame "
+                                    f"({FILE_FRAME[0]:g}x{FILE_FRAME[1]:g} px): a coordinate is either -1 (missing) "
+                                    f"or a pixel position within {FRAME_MARGIN:g} frame size of it; the file is "
+                                    f"damaged, extract the keypoints again")
+        rows.append(values)
     if len(rows) != NUM_KEYPOINTS:
         raise KeypointFileError(f"{path}: expected {NUM_KEYPOINTS} keypoints (one 'x y' line each, OpenPose COCO-18 "
                                 f"order, -1 for missing), found {len(rows)}")
     return np.asarray(rows, dtype=np.float64)
+
+
+def within_reach(value: float, side: float) -> bool:
+    """Whether a file coordinate on an axis of ``side`` pixels lies at most :data:`FRAME_MARGIN` frame sizes
+    beyond the frame's edges (-1, missing, is inside)."""
+    return -FRAME_MARGIN * side <= value <= (1 + FRAME_MARGIN) * side
 
 
 def to_canvas(keypoints: np.ndarray, size: tuple[int, int] = SKELETON_SIZE) -> np.ndarray:

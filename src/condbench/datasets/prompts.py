@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from ..checkpoints import file_sha256
+from ..textfiles import read_user_text
 
 TEXT_KEYS = ("prompt", "caption", "text")
 PARTI_COLUMNS = ("Prompt", "Category", "Challenge", "Note")
@@ -61,26 +63,35 @@ def _clean(text: object, path: Path, where: str) -> str:
     return " ".join(text.split())  # one line, single spaces: a prompt's identity (cache keys) ignores layout
 
 
+def _text(path: Path) -> str:
+    """The prompt file's text (UTF-8; a clear error naming the file otherwise)."""
+    return read_user_text(path, "prompt file")
+
+
+def _rows(path: Path, delimiter: str = ",") -> csv.DictReader:
+    """The rows of a csv/tsv prompt file, keyed by its header."""
+    return csv.DictReader(io.StringIO(_text(path), newline=""), delimiter=delimiter)
+
+
 def read_text(path: Path) -> PromptSet:
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = _text(path).splitlines()
     prompts = [" ".join(line.split()) for line in lines if line.strip()]
     return PromptSet(prompts, path, "text")
 
 
 def read_csv(path: Path) -> PromptSet:
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        column = next((c for c in reader.fieldnames or [] if c.strip().lower() in TEXT_KEYS), None)
-        if column is None:
-            raise PromptFileError(f"{path}, line 1: the header {reader.fieldnames} has no column named one of "
-                                  f"{', '.join(TEXT_KEYS)}")
-        prompts = [_clean(row[column], path, f"line {reader.line_num}") for row in reader]
+    reader = _rows(path)
+    column = next((c for c in reader.fieldnames or [] if c.strip().lower() in TEXT_KEYS), None)
+    if column is None:
+        raise PromptFileError(f"{path}, line 1: the header {reader.fieldnames} has no column named one of "
+                              f"{', '.join(TEXT_KEYS)}")
+    prompts = [_clean(row[column], path, f"line {reader.line_num}") for row in reader]
     return PromptSet(prompts, path, "csv")
 
 
 def read_jsonl(path: Path) -> PromptSet:
     prompts = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -97,20 +108,19 @@ def read_jsonl(path: Path) -> PromptSet:
 
 
 def read_parti(path: Path) -> PromptSet:
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle, delimiter="\t")
-        missing = [c for c in PARTI_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise PromptFileError(f"{path}, line 1: a PartiPrompts TSV has the columns {', '.join(PARTI_COLUMNS)}; "
-                                  f"missing {', '.join(missing)} (header: {reader.fieldnames})")
-        rows = [(_clean(row["Prompt"], path, f"line {reader.line_num}"), row["Category"]) for row in reader]
+    reader = _rows(path, delimiter="\t")
+    missing = [c for c in PARTI_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise PromptFileError(f"{path}, line 1: a PartiPrompts TSV has the columns {', '.join(PARTI_COLUMNS)}; "
+                              f"missing {', '.join(missing)} (header: {reader.fieldnames})")
+    rows = [(_clean(row["Prompt"], path, f"line {reader.line_num}"), row["Category"]) for row in reader]
     return PromptSet([p for p, _ in rows], path, "parti", categories=[c for _, c in rows])
 
 
 def read_coco_captions(path: Path, num: Optional[int] = None, seed: int = 0) -> PromptSet:
     """One caption per image (the seeded choice among its captions), for ``num`` seeded images (all if None)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(_text(path))
     except json.JSONDecodeError as error:
         raise PromptFileError(f"{path}, line {error.lineno}: not JSON ({error.msg})") from None
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list) or not isinstance(data.get("images"), list):

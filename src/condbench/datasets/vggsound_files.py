@@ -3,9 +3,12 @@ file before torch is imported). The files and the reading of frames, audio and f
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
+
+from ..textfiles import read_user_text
 
 CSV_URL = "https://www.robots.ox.ac.uk/~vgg/data/vggsound/vggsound.csv"
 FRAMES = 32  # what MDSGen reads: int(4 * 130560 / 16000)
@@ -38,16 +41,16 @@ def read_split(csv_path: str | Path, split: Optional[str] = "test") -> list[VGGS
     if not path.is_file():
         raise ClipError(f"VGGSound split file not found at {path.resolve()}; download it from {CSV_URL}")
     clips = []
-    with open(path, newline="", encoding="utf-8") as handle:
-        for line, row in enumerate(csv.reader(handle), start=1):
-            if not row:
-                continue
-            if len(row) != 4 or not row[1].strip().isdigit() or row[3].strip() not in ("train", "test"):
-                raise ClipError(f"{path}:{line}: expected 'youtube_id,start_seconds,label,split' with split train "
-                                f"or test (the published vggsound.csv, no header), got {row!r}")
-            clip = VGGSoundClip(row[0].strip(), int(row[1]), row[2].strip(), row[3].strip())
-            if split is None or clip.split == split:
-                clips.append(clip)
+    rows = csv.reader(io.StringIO(read_user_text(path, "VGGSound split file"), newline=""))
+    for line, row in enumerate(rows, start=1):
+        if not row:
+            continue
+        if len(row) != 4 or not row[1].strip().isdigit() or row[3].strip() not in ("train", "test"):
+            raise ClipError(f"{path}:{line}: expected 'youtube_id,start_seconds,label,split' with split train "
+                            f"or test (the published vggsound.csv, no header), got {row!r}")
+        clip = VGGSoundClip(row[0].strip(), int(row[1]), row[2].strip(), row[3].strip())
+        if split is None or clip.split == split:
+            clips.append(clip)
     return clips
 
 
