@@ -49,6 +49,7 @@ from .progress import progress_bar
 from .provenance import git_revision
 from .registry import load_adapter
 from .seeding import PairedNoise
+from .stored_arrays import exact_numpy, state_arrays, state_tensor, widened
 from .storage import (append_line, atomic_save_npz, atomic_write, clean_stale_temporaries, ensure_folder,
                       read_jsonl)
 from .suites import Suite
@@ -162,7 +163,7 @@ class ShardOutputs:
         """Samples (N, ...) in model space of indices first..first+N-1; ``last``: the shard's final batch."""
         ctx, cell = self.ctx, self.ctx.cell(self.policy)
         require_finite(samples, f"{cell}: samples", first_index=first, error=NonFiniteSamplesError)
-        images = ctx.adapter.decode(samples).cpu()
+        images = widened(ctx.adapter.decode(samples)).cpu()  # (N, ...) float32 where decoded in bf16 / fp16: exact
         if ctx.suite.keep_samples:
             self.kept.append(stored_samples(images))
         self.pending.append(images)
@@ -182,8 +183,8 @@ class ShardOutputs:
                            error=NonFiniteSamplesError)
             require_finite(l, f"{cell}: logits of the samples", first_index=self.done,  # (N, K)
                            error=NonFiniteSamplesError, placeholders=True)
-            self.features.append(f.numpy())
-            self.logits.append(l.numpy())
+            self.features.append(exact_numpy(f))
+            self.logits.append(exact_numpy(l))
             images, self.done = images[FEATURE_BATCH:], self.done + len(chunk)
         if len(images):
             self.pending.append(images)
@@ -212,18 +213,19 @@ def compute_shards(ctx: CellContext, policies: Sequence[Policy], start: int, sto
     if len(prefixes) > 1:
         raise ValueError(f"policies sampled together must continue from the same step, got steps {sorted(prefixes)}")
     shared = prefixes.pop()
-    prefix = ctx.cache.get(_shard_key(ctx, "state", start, stop, step=shared)) if shared else None
+    stored = ctx.cache.get(_shard_key(ctx, "state", start, stop, step=shared)) if shared else None
+    prefix = state_tensor(stored) if stored else None  # (stop - start, ...) in the dtype the baseline had
     baseline = next((i for i, p in enumerate(policies) if p.is_baseline), None)
     keep = ctx.state_steps if baseline is not None else ()
     outputs = [ShardOutputs(ctx, policy, start) for policy in policies]
-    states: dict[int, list[np.ndarray]] = {k: [] for k in keep}
+    states: dict[int, list[torch.Tensor]] = {k: [] for k in keep}
     with BatchWorker(adapter.device, ctx.overlap) as worker:  # decoding and features beside the next batch
         for b0 in range(start, stop, ctx.batch_size):
             b1 = min(b0 + ctx.batch_size, stop)
             n = b1 - b0
             begin = None
-            if prefix:
-                x = torch.from_numpy(prefix["x"][b0 - start:b1 - start])  # (n, ...)
+            if prefix is not None:
+                x = prefix[b0 - start:b1 - start]  # (n, ...)
                 begin = SamplerState(shared, x.repeat(count, *([1] * (x.ndim - 1))))  # (count * n, ...)
             policy = policies[0] if count == 1 else PolicyGroup(tuple(policies), n)
             out = adapter.sample(tile_conditions(conditions[b0:b1], count),
@@ -234,9 +236,9 @@ def compute_shards(ctx: CellContext, policies: Sequence[Policy], start: int, sto
                 block = out.samples[i * n:(i + 1) * n]  # (n, ...)
                 worker.submit(functools.partial(target.add, b0, block, traces[i], last=b1 == stop), block)
             for k in keep:
-                states[k].append(out.states[k].x[baseline * n:(baseline + 1) * n].cpu().numpy())
+                states[k].append(out.states[k].x[baseline * n:(baseline + 1) * n].cpu())
     for k, xs in states.items():
-        ctx.cache.put(_shard_key(ctx, "state", start, stop, step=k), {"x": np.concatenate(xs)})
+        ctx.cache.put(_shard_key(ctx, "state", start, stop, step=k), state_arrays(torch.cat(xs)))
     return [target.arrays() for target in outputs]
 
 
