@@ -176,7 +176,8 @@ def test_every_table_fits_the_window_without_scrolling(wide_report, tmp_path, wi
 
 
 def test_report_shows_protocol_caution_and_commit_and_marks_only_significant_changes(quickstart_run, report):
-    from condbench.reports.html import build_context, load_run, significance
+    from condbench.reports.html import build_context, load_run
+    from condbench.reports.tables import significance
 
     run_dir, suite = quickstart_run
     text = report.read_text()

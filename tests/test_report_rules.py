@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from condbench.provenance import git_revision
-from condbench.reports import html, paper_reference, plots
+from condbench.reports import html, paper_reference, plots, tables
 
 
 def record(policy, fid=None, paired=None, **extra):
@@ -23,17 +23,17 @@ def record(policy, fid=None, paired=None, **extra):
     ((-0.5, -0.1), None, None),          # a spread such as IS std has no better direction
 ])
 def test_a_change_is_significant_only_when_its_interval_excludes_zero(interval, direction, expected):
-    assert html.significance({"delta": sum(interval) / 2, "ci95": list(interval)}, direction) == expected
+    assert tables.significance({"delta": sum(interval) / 2, "ci95": list(interval)}, direction) == expected
 
 
 def test_tied_best_values_are_all_best_and_a_row_equal_to_the_baseline_is_not():
     records = [record("baseline", 10.0), record("a", 9.0), record("b", 9.00001), record("c", 9.5)]
-    assert html.best_policies(records, "fid") == {"a", "b"}  # equal at the 4 decimals shown
+    assert tables.best_policies(records, "fid") == {"a", "b"}  # equal at the 4 decimals shown
     tied_with_baseline = [record("baseline", class_fidelity=1.0)] + [record(p, class_fidelity=1.0) for p in "abcd"]
-    assert html.best_policies(tied_with_baseline, "class_fidelity") == set()
+    assert tables.best_policies(tied_with_baseline, "class_fidelity") == set()
     worse = [record("baseline", 10.0), record("a", 11.0), record("b", 12.0)]
-    assert html.best_policies(worse, "fid") == set()
-    assert html.best_policies([record("baseline", 1.0), record("a", 0.5, is_std=0.1)], "is_std") == set()
+    assert tables.best_policies(worse, "fid") == set()
+    assert tables.best_policies([record("baseline", 1.0), record("a", 0.5, is_std=0.1)], "is_std") == set()
 
 
 def test_metric_cells_carry_the_marks_and_the_interval():

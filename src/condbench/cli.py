@@ -1,4 +1,4 @@
-"""The ``condbench`` command: list | analyze | validate | run | score | train | report."""
+"""The ``condbench`` command: list | analyze | validate | run | score | train | report | tables."""
 from __future__ import annotations
 
 import argparse
@@ -183,15 +183,16 @@ def _cmd_run(args: argparse.Namespace, score_only: bool = False) -> int:
         for line in checkpoints_not_on_disk(suite, list(dict.fromkeys(c.model for c in cells))):
             print(f"warning: no checkpoint on disk for {line}", file=sys.stderr)
         return 0
-    _check_files_first(suite, filters)
-    from .reports.html import build_report
-    from .runner import RunOptions, run_suite
-
     out = Path(args.out or f"runs/{suite.name}")
-    options = RunOptions(device=args.device or ("cuda" if _cuda() else "cpu"), batch_size=args.batch_size,
-                         together=args.together, overlap=False if args.no_overlap else None,
-                         cache_dir=Path(args.cache) if args.cache else None, score_only=score_only, **filters)
-    try:
+    cache_dir = Path(args.cache) if args.cache else None
+    try:  # from here on a Ctrl-C says what was kept, even while torch is still being imported
+        _check_files_first(suite, filters)
+        from .reports.html import build_report
+        from .runner import RunOptions, run_suite
+
+        options = RunOptions(device=args.device or ("cuda" if _cuda() else "cpu"), batch_size=args.batch_size,
+                             together=args.together, overlap=False if args.no_overlap else None,
+                             cache_dir=cache_dir, score_only=score_only, **filters)
         results = run_suite(suite, out, options)
         if results is not None:  # rank 0
             page = build_report([out], out / "index.html")
@@ -200,7 +201,7 @@ def _cmd_run(args: argparse.Namespace, score_only: bool = False) -> int:
         from .runner import kept_summary
 
         print(f"\ncondbench {args.command}: interrupted. Nothing finished is lost; "
-              f"{kept_summary(out, options.cache_dir)}.\nResume with: {shlex.join(['condbench', *args.argv])}",
+              f"{kept_summary(out, cache_dir)}.\nResume with: {shlex.join(['condbench', *args.argv])}",
               file=sys.stderr)
         return 130
     return 0
@@ -236,6 +237,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     page = build_report(args.run_dirs, args.out or Path(args.run_dirs[0]) / "report.html")
     print(f"report: {page} ({page.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def _cmd_tables(args: argparse.Namespace) -> int:
+    from .reports.paper_tables import write_tables
+
+    written = write_tables(args.run_dirs, args.format, args.out or Path(args.run_dirs[0]) / "tables")
+    print(f"tables ({args.format}): " + ", ".join(str(path) for path in written))
     return 0
 
 
@@ -349,6 +358,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dirs", nargs="+")
     p.add_argument("-o", "--out", help="the page to write (default: report.html in the first run directory)")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("tables", help="the report's Table 1 (statistics of c) and Table 2 (policies) of each task as "
+                                      "LaTeX, CSV or Markdown files, with the report's numbers")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--format", choices=["latex", "csv", "markdown"], default="latex",
+                   help="latex: one .tex per table (booktabs, compiles on its own); csv: table1.csv and table2.csv, "
+                        "one row per (task, model, policy, metric); markdown: one .md per table")
+    p.add_argument("-o", "--out", help="folder for the files (default: tables/ in the first run directory)")
+    p.set_defaults(func=_cmd_tables)
     return parser
 
 
@@ -373,6 +391,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args.argv = argv
     try:
         return args.func(args)
+    except KeyboardInterrupt:  # a command without its own account of what an interruption keeps
+        print(f"\ncondbench {args.command}: interrupted.", file=sys.stderr)
+        return 130
     except (KeyError, ValueError, FileNotFoundError, RuntimeError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
         print(f"condbench {args.command}: error: {message}", file=sys.stderr)

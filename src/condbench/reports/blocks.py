@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
-from .plots import _uri, plt
+from .plots import FIGURES, _uri, plt
+from .tables import slug
 
 BLOCKS_GLOB = "blocks*.json"  # `condbench analyze --blocks` writes blocks.json; a suite's blocks probe blocks_MODEL.json
 
 
-def blocks_figure(result: dict, measure: str = "cka") -> str:
-    """A grid of (L, L) heatmaps, policies x steps, as a PNG data URI."""
+def blocks_figure(result: dict, measure: str = "cka", save_as: Optional[Path] = None) -> str:
+    """A grid of (L, L) heatmaps, policies x steps, as a PNG data URI (and PDF and SVG files with ``save_as``)."""
     policies, steps = list(result["policies"]), [str(s) for s in result["steps"]]
     fig, axes = plt.subplots(len(policies), len(steps), figsize=(2.2 * len(steps), 2.2 * len(policies)),
                              squeeze=False)
@@ -29,7 +31,7 @@ def blocks_figure(result: dict, measure: str = "cka") -> str:
             if col == 0:
                 ax.set_ylabel(f"{policy}\nblock", fontsize=7)
     fig.colorbar(image, ax=axes, shrink=0.6, label=f"linear {measure.upper()}")
-    return _uri(fig)
+    return _uri(fig, save_as)
 
 
 def blocks_results(run_dirs: list[Path]) -> list[dict]:
@@ -44,5 +46,5 @@ def blocks_results(run_dirs: list[Path]) -> list[dict]:
             "rows": [{"policy": policy, "cells": [f"{m['mean_cka']:.3f} / {m['mean_cosine']:.3f}"
                                                   for m in per_step.values()]}
                      for policy, per_step in result["policies"].items()],
-            "uri": blocks_figure(result)})
+            "uri": blocks_figure(result, save_as=Path(path).parent / FIGURES / f"block_cka_{slug(result['model'])}")})
     return results

@@ -19,29 +19,11 @@ import numpy as np
 
 from ..policies import parse_policy
 from ..storage import atomic_write
-from . import paper_reference, plots
+from . import paper_reference, plots, tables
 from .blocks import blocks_results
 from .savings import HEADERS as SAVINGS_HEADERS, savings_rows
-
-# metric key -> (label, which direction is better)
-METRICS = {
-    "fid": ("FID", "lower"), "sfid": ("sFID", "lower"), "is": ("IS", "higher"),
-    "precision": ("Precision", "higher"), "recall": ("Recall", "higher"), "clip_score": ("CLIP score", "higher"),
-    "is_std": ("IS std over splits", None),
-    "class_fidelity": ("class fidelity", "higher"), "ssim": ("SSIM", "higher"), "lpips": ("LPIPS", "lower"),
-    "psnr": ("PSNR", "higher"), "fad": ("FAD", "lower"), "kl": ("KL", "lower"),
-    "fd_vgg": ("FD_VGG", "lower"), "fd_panns": ("FD_PANNs", "lower"), "clips": ("clips", None),
-    "vggish_patches": ("VGGish patches", None), "ssim_256": ("SSIM_256", "higher"),
-    # the built-in tasks' metrics in their own classifiers' feature spaces (not comparable to the paper's)
-    "fid_digits_cnn": ("FID (digits CNN)", "lower"), "fd_shapes_cnn": ("FD (shapes CNN)", "lower"),
-    "kl_shapes_cnn": ("KL (shapes CNN)", "lower"), "is_shapes_cnn": ("IS (shapes CNN)", "higher"),
-}
-# the columns of the across-tasks table (each task's own tables show every metric)
-HEADLINE = ("fid", "is", "clip_score", "class_fidelity", "ssim", "lpips", "psnr", "fad", "fd_vgg", "fd_panns", "kl")
-DIGITS = 4  # decimals shown for metric values; ties are judged at this precision
-# what the policies that remove a part of c rather than dimensions take away
-PART_REMOVED = {"drop-t": "t, the timestep part", "drop-cond": "y, the condition part",
-                "const-t": "none: t replaced by t(T)"}
+from .tables import (DIGITS, MetricCell, ReportError, Run, Shown, load_run, metric_entry, metric_keys,
+                     metric_label, removed_entry, shown, slug)
 
 TABLE2_NOTE = (
     "Each metric cell holds the value, then Δ, the paired difference against the baseline (same noise per sample "
@@ -53,51 +35,20 @@ TABLE2_NOTE = (
     "so the two differ. Click a column to sort.")
 
 
-class ReportError(ValueError):
-    """A run directory the report cannot read."""
-
-
-@dataclass
-class Run:
-    path: Path
-    results: dict
-    analysis: dict[str, dict[str, np.ndarray]]
-    grids: Any
-
-    @property
-    def task(self) -> str:
-        return self.results["task"]["task"]
-
-
-def load_run(path: str | Path) -> Run:
-    path = Path(path)
-    results_file = path / "results.json"
-    if not results_file.is_file():
-        raise ReportError(f"{path} is not a finished run directory: {results_file} is missing "
-                          "(run `condbench run SUITE -o DIR` first; results.jsonl alone holds the cells finished so far)")
-    results = json.loads(results_file.read_text())
-    analysis = {}
-    for model in results.get("analysis", {}):
-        npz = path / f"analysis_{_slug(model)}.npz"
-        analysis[model] = dict(np.load(npz)) if npz.is_file() else {}
-    grids_file = path / "samples_grid.npz"
-    grids = np.load(grids_file) if grids_file.is_file() else {}
-    return Run(path, results, analysis, grids)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_")
-
-
 # --- cells and tables: plain dicts the template lays out ---------------------------------------------
 
 def cell(value: Any, digits: int = DIGITS, text: Optional[str] = None, cls: str = "", sub: str = "",
          title: str = "") -> dict:
     """One table cell: ``v`` sorts it, ``text`` shows it, ``sub`` is a smaller second line."""
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return {"v": "", "text": "–", "cls": cls, "sub": sub, "title": title}
-    shown = text if text is not None else (f"{value:.{digits}f}" if isinstance(value, float) else str(value))
-    return {"v": value, "text": shown, "cls": cls, "sub": sub, "title": title}
+    number = shown(value, f".{digits}f")
+    return shown_cell(number if text is None or number.raw is None else Shown(text, number.number, value),
+                      cls=cls, sub=sub, title=title)
+
+
+def shown_cell(number: Shown, cls: str = "", sub: str = "", title: str = "") -> dict:
+    """The cell of a number of the table model (:mod:`.tables`): sorted by its unrounded value."""
+    return {"v": "" if number.raw is None else number.raw, "text": number.text, "cls": cls, "sub": sub,
+            "title": title}
 
 
 def header(text: str, cls: str = "", title: str = "") -> dict:
@@ -108,68 +59,23 @@ def table(table_id: str, headers: list[dict], rows: list[dict]) -> dict:
     return {"id": table_id, "headers": headers, "rows": rows}
 
 
-def _metric_keys(records: list[dict]) -> list[str]:
-    keys: list[str] = []
-    for r in records:
-        keys += [k for k in r["metrics"] if k not in keys]
-    return keys
-
-
-def _label(key: str) -> str:
-    label, direction = METRICS.get(key, (key, ""))
-    return f"{label} {'↓' if direction == 'lower' else '↑' if direction == 'higher' else ''}".strip()
-
-
-# --- the rules of Table 2's marks ----------------------------------------------------------------------
-
-def significance(paired: Optional[dict], direction: Optional[str]) -> Optional[str]:
-    """"better" or "worse" when the paired 95% interval of a change excludes 0, else None (also for metrics
-    without a better direction)."""
-    if not paired or direction is None:
-        return None
-    low, high = paired["ci95"]
-    if low <= 0 <= high:
-        return None
-    improved = high < 0 if direction == "lower" else low > 0
-    return "better" if improved else "worse"
-
-
-def best_policies(records: list[dict], key: str, digits: int = DIGITS) -> set[str]:
-    """Policies holding the best value of ``key``: every row that ties at the shown precision, and none when
-    the best does not beat the baseline (a row equal to the baseline is not "best")."""
-    direction = METRICS.get(key, ("", None))[1]
-    shown = {r["policy"]: round(r["metrics"][key], digits) for r in records
-             if r["metrics"].get(key) is not None and np.isfinite(r["metrics"][key])}
-    baseline = shown.pop("baseline", None)
-    if direction is None or not shown:
-        return set()
-    best = min(shown.values()) if direction == "lower" else max(shown.values())
-    if baseline is not None and (best >= baseline if direction == "lower" else best <= baseline):
-        return set()
-    return {policy for policy, value in shown.items() if value == best}
-
-
-def delta_text(paired: dict) -> str:
-    """Δ and its interval on two lines (3 decimals: the table stays narrow enough for four tasks' metrics)."""
-    low, high = paired["ci95"]
-    return f"Δ {paired['delta']:+.3f}\n[{low:+.3f}, {high:+.3f}]"
-
-
 def removed_cell(record: dict) -> dict:
     """Dimensions removed, or the part of c a drop-t/drop-cond policy removes."""
-    kind = parse_policy(record["policy"]).action.kind
-    if kind in PART_REMOVED:
-        return cell(record["dims_removed"], text=PART_REMOVED[kind], cls="part")
-    return cell(record["dims_removed"], text=f"{record['dims_removed']:.1f} ({record['dims_removed_fraction']:.0%})")
+    removed, part = removed_entry(record)
+    return removed_html(removed, part)
+
+
+def removed_html(removed: Shown, part: bool) -> dict:
+    return shown_cell(removed, cls="part" if part else "")
 
 
 def metric_cell(record: dict, key: str, best: set[str]) -> dict:
-    value = record["metrics"].get(key)
-    paired = record.get("paired_vs_baseline", {}).get(key)
-    marks = [m for m in ("best" if record["policy"] in best else "",
-                         significance(paired, METRICS.get(key, ("", None))[1]) or "") if m]
-    sub = delta_text(paired) if paired else ""
-    return cell(value, cls=" ".join(marks), sub=sub)
+    return metric_html(metric_entry(record, key, best))
+
+
+def metric_html(entry: MetricCell) -> dict:
+    """A metric cell: its marks as classes (the page draws ★, bold and red), Δ and interval below."""
+    return shown_cell(entry.value, cls=" ".join(entry.marks), sub=entry.delta_text)
 
 
 # --- sections --------------------------------------------------------------------------------------------
@@ -177,23 +83,14 @@ def metric_cell(record: dict, key: str, best: set[str]) -> dict:
 def table1(task: str, runs: list[Run]) -> tuple[dict, list[str]]:
     """The embedding statistics of every model, each followed by the study's row for it where there is one."""
     rows, sources = [], []
-    for run in runs:
-        for model, stats in run.results.get("analysis", {}).items():
-            c, cond = stats["c"], stats["cond_only"]
-            rows.append({"cls": "", "cells": [
-                cell(model, cls="text"), cell(c["dim"]), cell(c["pr"]["mean"], 2),
-                cell(c["npr"]["mean"], text=f"{c['npr']['mean']:.2%}"), cell(c["cosine"]["mean"]),
-                cell(c["cosine"]["min"]), cell(cond["cosine"]["mean"]),
-                cell(cond["npr"]["mean"], text=f"{cond['npr']['mean']:.2%}"), cell(c["variance"]["mean"], 6),
-                cell(stats["t_only"]["energy_share_in_c"], 3)]})
-            paper = paper_reference.paper_model(model)
-            if paper and paper.table1:
-                rows.append(paper_table1_row(model, paper))
-                sources += sorted({ref.source for ref in paper.table1.values()} - set(sources))
-    headers = [header("model", "text"), header("d"), header("PR"), header("nPR"), header("mean cosine"),
-               header("min cosine"), header("cond-only cosine"), header("cond-only nPR"), header("mean variance"),
-               header("t share of |c|²")]
-    return table(f"table1-{_slug(task)}", headers, rows), sources
+    for row in (r for r in tables.table1_rows(runs) if r.task == task):
+        rows.append({"cls": "", "cells": [cell(row.model, cls="text"), *map(shown_cell, row.cells)]})
+        paper = paper_reference.paper_model(row.model)
+        if paper and paper.table1:
+            rows.append(paper_table1_row(row.model, paper))
+            sources += sorted({ref.source for ref in paper.table1.values()} - set(sources))
+    headers = [header("model", "text")] + [header(column.header) for column in tables.TABLE1_COLUMNS]
+    return table(f"table1-{slug(task)}", headers, rows), sources
 
 
 def paper_table1_row(model: str, paper: paper_reference.PaperModel) -> dict:
@@ -209,7 +106,8 @@ def paper_table1_row(model: str, paper: paper_reference.PaperModel) -> dict:
         ref("cosine"), cell(None), ref("cond_cosine"), ref("cond_npr", percent=True), cell(None), cell(None)]}
 
 
-def model_figures(model: str, stats: dict, arrays: dict[str, np.ndarray]) -> dict:
+def model_figures(model: str, stats: dict, arrays: dict[str, np.ndarray], folder: Path) -> dict:
+    """The figures of one model's embedding statistics; each also written as PDF and SVG into ``folder``."""
     if "c_matrix" not in arrays:
         return {"model": model, "missing": True, "images": []}
     c = stats["c"]
@@ -217,13 +115,20 @@ def model_figures(model: str, stats: dict, arrays: dict[str, np.ndarray]) -> dic
              "sweep_norm_mean": arrays["sweep_norm_mean"]}
     labels = {"sweep_cosine_mean": "mean cosine of c over steps", "sweep_npr_mean": "nPR of c over steps",
               "sweep_norm_mean": "|c| over steps"}
+
+    def named(what: str) -> Path:
+        return folder / f"{slug(model)}_{what}"
+
     return {"model": model, "missing": False, "images": [
-        ("cosine heatmaps", plots.cosine_heatmaps(arrays["c_cosine"])),
+        ("cosine heatmaps", plots.cosine_heatmaps(arrays["c_cosine"], save_as=named("cosine_heatmaps"))),
         ("magnitudes", plots.magnitude_figure(arrays["c_matrix"], arrays["c_sorted_mean_abs"], arrays["c_dim_var"],
-                                              c["head_k"])),
-        ("trajectory", plots.trajectory_figure(arrays["sweep_step"], sweep, labels)),
-        ("condition only vs c", plots.cond_vs_full_figure(arrays["c_cosine"], arrays["cond_cosine"])),
-        ("2-D embedding", plots.embedding_2d_figure(arrays["c_matrix"], c["head_by_magnitude"]))]}
+                                              c["head_k"], save_as=named("magnitudes_and_variance_of_c"))),
+        ("trajectory", plots.trajectory_figure(arrays["sweep_step"], sweep, labels,
+                                               save_as=named("c_over_sampling_steps"))),
+        ("condition only vs c", plots.cond_vs_full_figure(arrays["c_cosine"], arrays["cond_cosine"],
+                                                          save_as=named("cosine_condition_only_vs_c"))),
+        ("2-D embedding", plots.embedding_2d_figure(arrays["c_matrix"], c["head_by_magnitude"],
+                                                    save_as=named("embedding_2d_full_head_tail")))]}
 
 
 def table1_protocol(runs: list[Run]) -> list[tuple[str, str]]:
@@ -262,15 +167,15 @@ def model_protocol(run: Run, model: str, records: list[dict]) -> list[tuple[str,
             ("metric protocol", "; ".join(sorted({r["protocol"] for r in records})))]
 
 
-def table2(task: str, model: str, records: list[dict]) -> dict:
-    keys = _metric_keys(records)
-    best = {k: best_policies(records, k) for k in keys}
-    rows = [{"cls": "", "cells": [cell(r["policy"], cls="text policy"), removed_cell(r)]
-             + [metric_cell(r, k, best[k]) for k in keys] + [cell(r["timing"]["seconds"], 1)]} for r in records]
+def table2(model_table: tables.Table2) -> dict:
+    """Table 2 of one model as the page's table: policy, dims removed, each metric, seconds."""
+    rows = [{"cls": "", "cells": [cell(row.policy, cls="text policy"), removed_html(row.removed, row.removed_part)]
+             + [metric_html(entry) for entry in row.cells] + [shown_cell(row.seconds)]} for row in model_table.rows]
     headers = [header("policy", "text"), header("dims removed", title="mean zeroed dimensions per row, both "
                                                  "guidance branches, over the steps the policy acts")]
-    headers += [header(_label(k), title="value; Δ vs baseline [95% paired bootstrap interval]") for k in keys]
-    return table(f"table2-{_slug(task)}-{_slug(model)}", headers + [header("seconds")], rows)
+    headers += [header(metric_label(k), title="value; Δ vs baseline [95% paired bootstrap interval]")
+                for k in model_table.metrics]
+    return table(f"table2-{slug(model_table.task)}-{slug(model_table.model)}", headers + [header("seconds")], rows)
 
 
 def paper_table2(model: str, records: list[dict]) -> Optional[dict]:
@@ -278,26 +183,26 @@ def paper_table2(model: str, records: list[dict]) -> Optional[dict]:
     paper = paper_reference.paper_model(model)
     if not paper or not paper.table2:
         return None
-    keys = [k for k in METRICS if any(k in row.metrics for row in paper.table2)]
+    keys = [k for k in tables.METRICS if any(k in row.metrics for row in paper.table2)]
     rows = [{"cls": "paper", "cells": [cell(row.policy, cls="text policy"), cell(row.removed, cls="text")]
              + [cell(row.metrics[k].value, text=repr(row.metrics[k].value), title=row.metrics[k].source)
                 if k in row.metrics else cell(None)
                 for k in keys]
              + [cell(", ".join(sorted({ref.source for ref in row.metrics.values()})), cls="text policy")]}
             for row in paper.table2]
-    headers = [header("policy", "text"), header("dims removed", "text")] + [header(_label(k)) for k in keys] \
+    headers = [header("policy", "text"), header("dims removed", "text")] + [header(metric_label(k)) for k in keys] \
         + [header("source", "text")]
     caution = ""
     if paper.samples and records[0]["num_samples"] != paper.samples:
         caution = (f"This run has {records[0]['num_samples']} samples per policy, the study {paper.samples:,}: FID "
                    "and the other set metrics depend on the sample count, so compare changes, not values.")
     return {"label": paper.label, "note": paper.table2_note, "caution": caution,
-            "table": table(f"paper-table2-{_slug(model)}", headers, rows)}
+            "table": table(f"paper-table2-{slug(model)}", headers, rows)}
 
 
-def curves(records: list[dict], keys: list[str]) -> list[tuple[str, str]]:
+def curves(records: list[dict], keys: list[str], folder: Path) -> list[tuple[str, str]]:
     """Each metric against the fraction removed for tail, its random control and head (every-step policies),
-    with the paired intervals as error bars."""
+    with the paired intervals as error bars; each also written as PDF and SVG into ``folder``."""
     baseline = next((r for r in records if r["policy"] == "baseline"), None)
     families: dict[str, list[dict]] = {"tail": [], "random-like": [], "head": []}
     for r in records:
@@ -312,7 +217,7 @@ def curves(records: list[dict], keys: list[str]) -> list[tuple[str, str]]:
     if not any(families.values()):
         return []
     images = []
-    for key in [k for k in keys if METRICS.get(k, ("", "any"))[1] is not None]:  # not spreads like IS std
+    for key in [k for k in keys if tables.is_score(k)]:  # not spreads like IS std
         lines = {}
         for family, members in families.items():
             points = [plots.CurvePoint(r["dims_removed_fraction"], r["metrics"][key],
@@ -323,7 +228,8 @@ def curves(records: list[dict], keys: list[str]) -> list[tuple[str, str]]:
             if points:
                 lines[family] = points
         images.append((f"{key} against fraction removed",
-                       plots.pruning_curves(lines, _label(key), baseline["metrics"][key] if baseline else None)))
+                       plots.pruning_curves(lines, metric_label(key), baseline["metrics"][key] if baseline else None,
+                                            save_as=folder / f"{slug(records[0]['model'])}_{key}_vs_fraction_removed")))
     return images
 
 
@@ -342,14 +248,12 @@ CURVES_NOTE = ("Every-step policies only: each metric against the fraction of c 
 
 def policy_models(task: str, runs: list[Run]) -> list[dict]:
     out = []
-    for run in runs:
-        by_model: dict[str, list[dict]] = {}
-        for r in run.results["records"]:
-            by_model.setdefault(r["model"], []).append(r)
-        for model, records in by_model.items():
+    for (cell_task, model), (run, records) in tables.records_by_cell(runs).items():
+        if cell_task == task:
             out.append({"name": model, "protocol": model_protocol(run, model, records), "note": TABLE2_NOTE,
-                        "table2": table2(task, model, records), "paper": paper_table2(model, records),
-                        "curves": curves(records, _metric_keys(records)), "curves_note": CURVES_NOTE})
+                        "table2": table2(tables.table2(task, model, records)), "paper": paper_table2(model, records),
+                        "curves": curves(records, metric_keys(records), run.path / plots.FIGURES),
+                        "curves_note": CURVES_NOTE})
     return out
 
 
@@ -390,7 +294,7 @@ PAIR_PARTS = ("source", "pose", "target")
 
 def pair_grid(run: Run, model: str) -> Optional[dict]:
     """Paired tasks (pose): one row per pair, columns source | pose | target | baseline | each policy."""
-    context = [f"context_{_slug(run.task)}_{part}" for part in PAIR_PARTS]
+    context = [f"context_{slug(run.task)}_{part}" for part in PAIR_PARTS]
     if not all(key in run.grids for key in context):
         return None
     columns = [(key.split("|", 1)[1], name) for key, name in run.results.get("grids", {}).items()
@@ -403,20 +307,20 @@ def pair_grid(run: Run, model: str) -> Optional[dict]:
 
 
 def summary(runs: list[Run]) -> dict:
-    """One row per (model, policy), one column per (task, headline metric)."""
+    """One row per (model, policy), one column per (task, headline metric): every task of ``runs`` appears."""
     columns: list[tuple[str, str]] = []
     values_by_row: dict[tuple[str, str], dict[tuple[str, str], float]] = {}
     for run in runs:
+        headline = {task: tables.headline_metrics(run, task) for task in dict.fromkeys(map(run.record_task,
+                                                                                        run.results["records"]))}
         for r in run.results["records"]:
-            for k, v in r["metrics"].items():
-                if k not in HEADLINE:
-                    continue
-                if (run.task, k) not in columns:
-                    columns.append((run.task, k))
-                values_by_row.setdefault((r["model"], r["policy"]), {})[(run.task, k)] = v
+            task = run.record_task(r)
+            columns += [(task, k) for k in headline[task] if (task, k) not in columns]
+            values_by_row.setdefault((r["model"], r["policy"]), {}).update(
+                {(task, k): r["metrics"].get(k) for k in headline[task]})
     rows = [{"cls": "", "cells": [cell(model, cls="text"), cell(policy, cls="text policy")]
              + [cell(values.get(col)) for col in columns]} for (model, policy), values in values_by_row.items()]
-    headers = [header("model", "text"), header("policy", "text")] + [header(f"{task}: {_label(k)}")
+    headers = [header("model", "text"), header("policy", "text")] + [header(f"{task}: {metric_label(k)}")
                                                                     for task, k in columns]
     return table("summary-table", headers, rows)
 
@@ -428,7 +332,8 @@ def training(runs: list[Run]) -> list[dict]:
         if track and track.get("points"):
             out.append({"task": run.task, "every": track.get("every"),
                         "recipe": ", ".join(f"{k} {v}" for k, v in track.get("recipe", {}).items()),
-                        "uri": plots.training_figure(track["points"])})
+                        "uri": plots.training_figure(track["points"], save_as=run.path / plots.FIGURES
+                                                     / f"training_dynamics_{slug(run.task)}")})
     return out
 
 
@@ -459,12 +364,12 @@ def provenance(runs: list[Run]) -> list[dict]:
 
 def task_context(task: str, task_runs: list[Run]) -> dict:
     t1, sources = table1(task, task_runs)
-    figures = [model_figures(model, stats, run.analysis.get(model, {}))
+    figures = [model_figures(model, stats, run.analysis.get(model, {}), run.path / plots.FIGURES)
                for run in task_runs for model, stats in run.results.get("analysis", {}).items()]
     note = ("At the sampler's first step (pure noise). PR and nPR are computed per condition, then averaged. "
             "“cond-only” is the condition embedding without the timestep embedding; “t share” is |t|²/|c|², "
             "averaged over conditions. s(τ)·d of the analysis counts these conditional embeddings only.")
-    return {"name": task, "slug": _slug(task), "comparability": paper_reference.comparability_note(task),
+    return {"name": task, "slug": slug(task), "comparability": paper_reference.comparability_note(task),
             "table1": t1, "table1_sources": sources, "table1_note": note,
             "table1_protocol": table1_protocol(task_runs), "figures": figures,
             "models": policy_models(task, task_runs), "sounds": sounds(task_runs),

@@ -1,8 +1,10 @@
-"""Figures of the report, each returned as a PNG data URI so the page embeds it (no network, one file)."""
+"""Figures of the report, each returned as a PNG data URI so the page embeds it (no network, one file); given
+``save_as`` (a path without suffix), a figure is also written as ``save_as.pdf`` and ``save_as.svg`` for a paper."""
 from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 from typing import NamedTuple, Optional, Sequence
 
 import matplotlib
@@ -11,15 +13,35 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..storage import atomic_write, ensure_folder  # noqa: E402
+
 DPI = 90
 COLORS = {"tail": "#1f77b4", "random-like": "#d62728", "head": "#2ca02c", "c": "#1f77b4", "cond": "#ff7f0e"}
 
 
-def _uri(fig) -> str:
+FIGURES = "figures"  # the folder of a run directory that holds its figures as PDF and SVG files
+VECTOR_FORMATS = ("pdf", "svg")
+
+
+def _uri(fig, save_as: Optional[Path] = None) -> str:
+    """The figure as a PNG data URI (then closed); with ``save_as``, first also as PDF and SVG files there."""
+    if save_as is not None:
+        save_vector(fig, save_as)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def save_vector(fig, stem: Path) -> list[Path]:
+    """``fig`` as ``stem.pdf`` and ``stem.svg`` (each written atomically; the folder is made when missing)."""
+    ensure_folder(stem.parent, "figures folder")
+    paths = []
+    for fmt in VECTOR_FORMATS:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=fmt, bbox_inches="tight", metadata={"Date": None} if fmt == "svg" else None)
+        paths.append(atomic_write(stem.parent / f"{stem.name}.{fmt}", buffer.getvalue()))
+    return paths
 
 
 def grid_per_row(n: int) -> int:
@@ -57,7 +79,7 @@ def grid_png(images: np.ndarray, per_row: int = 10, thumb: int = 96) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def cosine_heatmaps(cosine: np.ndarray, zoom: int = 10, seed: int = 0) -> str:
+def cosine_heatmaps(cosine: np.ndarray, zoom: int = 10, seed: int = 0, save_as: Optional[Path] = None) -> str:
     """The full cosine matrix over all conditions and a zoom on ``zoom`` conditions drawn at random."""
     n = len(cosine)
     panels = [(cosine, f"all {n} conditions", np.arange(n))]
@@ -74,10 +96,11 @@ def cosine_heatmaps(cosine: np.ndarray, zoom: int = 10, seed: int = 0) -> str:
         if len(labels) <= 20:
             ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=90)
             ax.set_yticks(range(len(labels)), labels, fontsize=7)
-    return _uri(fig)
+    return _uri(fig, save_as)
 
 
-def magnitude_figure(c_matrix: np.ndarray, sorted_mean_abs: np.ndarray, dim_var: np.ndarray, head_k: int) -> str:
+def magnitude_figure(c_matrix: np.ndarray, sorted_mean_abs: np.ndarray, dim_var: np.ndarray, head_k: int,
+                     save_as: Optional[Path] = None) -> str:
     """Histogram of |c_i|; sorted mean magnitudes and sorted per-dimension variance with the head marked."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
     magnitudes = np.abs(c_matrix).ravel()
@@ -94,10 +117,11 @@ def magnitude_figure(c_matrix: np.ndarray, sorted_mean_abs: np.ndarray, dim_var:
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("dimension rank")
         ax.legend(fontsize=8)
-    return _uri(fig)
+    return _uri(fig, save_as)
 
 
-def trajectory_figure(steps: np.ndarray, series: dict[str, np.ndarray], ylabels: dict[str, str]) -> str:
+def trajectory_figure(steps: np.ndarray, series: dict[str, np.ndarray], ylabels: dict[str, str],
+                      save_as: Optional[Path] = None) -> str:
     """Statistics of c at each analysed sampling step (step 0 = pure noise)."""
     fig, axes = plt.subplots(1, len(series), figsize=(4.3 * len(series), 3.2))
     for ax, (key, values) in zip(np.atleast_1d(axes), series.items()):
@@ -106,10 +130,10 @@ def trajectory_figure(steps: np.ndarray, series: dict[str, np.ndarray], ylabels:
         ax.set_ylabel(ylabels[key].split(" over ")[0])
         ax.set_xlabel("sampling step (0 = pure noise)")
     fig.tight_layout()  # else a panel's y label runs into the tick labels of the panel to its left
-    return _uri(fig)
+    return _uri(fig, save_as)
 
 
-def cond_vs_full_figure(c_cosine: np.ndarray, cond_cosine: np.ndarray) -> str:
+def cond_vs_full_figure(c_cosine: np.ndarray, cond_cosine: np.ndarray, save_as: Optional[Path] = None) -> str:
     """Distributions of pairwise cosine for c (t + condition) and for the condition part alone."""
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     n = len(c_cosine)
@@ -120,10 +144,11 @@ def cond_vs_full_figure(c_cosine: np.ndarray, cond_cosine: np.ndarray) -> str:
     ax.set_ylabel("pairs of conditions")
     ax.set_title("what the timestep embedding does to alignment", fontsize=10)
     ax.legend(fontsize=8)
-    return _uri(fig)
+    return _uri(fig, save_as)
 
 
-def embedding_2d_figure(c_matrix: np.ndarray, head_dims: Sequence[int], seed: int = 0) -> str:
+def embedding_2d_figure(c_matrix: np.ndarray, head_dims: Sequence[int], seed: int = 0,
+                        save_as: Optional[Path] = None) -> str:
     """2-D maps of full, head-only and tail-only c (t-SNE from 50 conditions on, PCA below, its axes labelled
     with the share of variance each component explains), coloured by condition."""
     n = len(c_matrix)
@@ -148,7 +173,7 @@ def embedding_2d_figure(c_matrix: np.ndarray, head_dims: Sequence[int], seed: in
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
-    return _uri(fig)
+    return _uri(fig, save_as)
 
 
 def _project(data: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, Optional[np.ndarray]]:
@@ -185,7 +210,8 @@ def log_axis(values: Sequence[float]) -> bool:
     return bool(values) and min(values) > 0 and max(values) / min(values) > LOG_SPAN
 
 
-def pruning_curves(curves: dict[str, list[CurvePoint]], metric_label: str, baseline: Optional[float]) -> str:
+def pruning_curves(curves: dict[str, list[CurvePoint]], metric_label: str, baseline: Optional[float],
+                   save_as: Optional[Path] = None) -> str:
     """A metric against the fraction of c removed, one curve per family (tail, its random control, head), with
     error bars where a point has an interval; a log metric axis when the values span more than ``LOG_SPAN``."""
     fig, ax = plt.subplots(figsize=(4.6, 3.4))
@@ -207,10 +233,10 @@ def pruning_curves(curves: dict[str, list[CurvePoint]], metric_label: str, basel
     ax.set_ylabel(metric_label + (" (log scale)" if log else ""))
     ax.set_title(f"{metric_label} against dimensions removed", fontsize=10)
     ax.legend(fontsize=8)
-    return _uri(fig)
+    return _uri(fig, save_as)
 
 
-def training_figure(points: list[dict]) -> str:
+def training_figure(points: list[dict], save_as: Optional[Path] = None) -> str:
     """Cosine and nPR of c (first sampling step) during training: the emergence of the bottleneck."""
     steps = [p["step"] for p in points]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
@@ -220,7 +246,7 @@ def training_figure(points: list[dict]) -> str:
         ax.set_title(title, fontsize=10)
         ax.set_ylabel(title.split(" of ")[0])
         ax.set_xlabel("training step")
-    return _uri(fig)
+    return _uri(fig, save_as)
 
 
 def wav_uri(wave: np.ndarray, sample_rate: int) -> str:
