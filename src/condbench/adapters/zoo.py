@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from ..checkpoints import CheckpointNotFoundError, FileSetting, require_file
+from ..checkpoints import CheckpointMismatchError, CheckpointNotFoundError, FileSetting, require_file
 from ..hub import WeightSource, checkpoint_option, checkpoint_setting, placeholder_path, resolve_weights
-from .catalogue import (MDSGEN_EMBEDDER_PREFIXES, MDSGEN_TRAINING_ONLY_PREFIXES, UVIT_AUTOENCODER_FILE,
-                        UVIT_AUTOENCODER_URL, XMDPT_EMBEDDER_PREFIXES, XMDPT_SIZES, XMDPT_TRAINING_ONLY_PREFIXES)
+from .catalogue import (MDSGEN_EMBEDDER_PREFIXES, UVIT_AUTOENCODER_FILE, UVIT_AUTOENCODER_URL, XMDPT_EMBEDDER_PREFIXES,
+                        XMDPT_SIZES)
 
 if TYPE_CHECKING:
     import torch
@@ -41,7 +41,9 @@ class ReleasedModel:
     sampler: str  # one line for ``condbench list models``
     sampler_defaults: dict = field(default_factory=dict)
     state_keys: tuple[str, ...] = ()  # sub-dicts of the file to look in (``ema``, ``model``)
-    ignore_prefixes: tuple[str, ...] = ()  # training-only weights in the file
+    # training-only weights in the file besides those of the network's family (MDT, X-MDPT and MDSGen files'
+    # side blocks and mask token: left out by loading.training_only_prefixes for every network of the family)
+    ignore_prefixes: tuple[str, ...] = ()
     embedder_prefixes: tuple[str, ...] = DIT_EMBEDDERS
     decoder: Callable[[], Callable] = lambda: _sd_vae_decoder()
     steps_key: str = "num_steps"
@@ -412,25 +414,78 @@ def _check_xmdpt_vae(decoder: Optional[str], model: str) -> None:
     xmdpt_vae_folder(decoder, option=f"the model option decoder of {model}", keys=("model_options", model, "decoder"))
 
 
+# X-MDPT's released sizes and their Google Drive file ids (README table)
+XMDPT_RELEASED = {"S": "1loztAzrL6sQI7rarwb_x2233ZwNTVlvD", "B": "1nNPWGhvRZVwjBMfgilbgZNdcn1I1DUgH",
+                  "L": "1No_WJBD25HVmYLaKirrI_7k04RpOkNos"}
+SIZE_KEYS = ("hidden_size", "depth")  # the model_config keys that change which X-MDPT file fits
+
+
+def xmdpt_model_name(size: str) -> str:
+    """The registry name of the X-MDPT release of ``size`` ("S" -> "xmdpt-s-2")."""
+    return f"xmdpt-{size.lower()}-2"
+
+
+def xmdpt_file_size(path: Path) -> Optional[tuple[int, int]]:
+    """(hidden size, blocks) of the X-MDPT weights in ``path``; None when the file holds no X-MDPT (the strict load
+    then names what is missing)."""
+    from ..checkpoints import load_state_dict
+
+    state = load_state_dict(path)
+    if "t_embedder.mlp.0.weight" not in state:
+        return None
+    return state["t_embedder.mlp.0.weight"].shape[0], len({k.split(".")[1] for k in state if k.startswith("blocks.")})
+
+
+def _xmdpt_size_advice(size: str, resized: bool, found: Optional[str], hidden: int, depth: int) -> str:
+    """How to load a file of (hidden, depth), of the official size ``found`` if any, that ``xmdpt-{size}-2`` does
+    not fit (``resized``: at sizes set by model_config)."""
+    wanted = ("a file of that size" if resized else
+              f"the X-MDPT-{size}/2 file (each size's ema_0.9999_300000.pt has the same name; the official folders "
+              f"are logs/XMDPT_{{S,B,L}}_2/)")
+    if found in XMDPT_RELEASED:
+        other = f"run this file as {xmdpt_model_name(found)}" + (" without those model_config sizes" if resized else "")
+    else:
+        other = (f"run it with the model option model_config set to its size (hidden_size: {hidden}, depth: {depth}, "
+                 f"num_heads dividing {hidden})")
+    return f"pass {wanted}, or {other}"
+
+
+def check_xmdpt_size(path: Path, size: str, overrides: dict) -> None:
+    """Refuse a file of another X-MDPT size than ``xmdpt-{size}-2`` at ``overrides`` (model_config) builds, with an
+    error naming both sizes and the fix (before a strict load would list hundreds of mis-shaped keys)."""
+    from .xmdpt_model import xmdpt_config
+
+    held = xmdpt_file_size(path)
+    expected = xmdpt_config(size, **overrides)
+    if held is None or held == (expected.hidden_size, expected.depth):
+        return
+    hidden, depth = held
+    found = next((name for name, cfg in XMDPT_SIZES.items() if (cfg["hidden_size"], cfg["depth"]) == held), None)
+    holds = f"X-MDPT-{found}/2 weights" if found else "X-MDPT weights of no official size"
+    sizes = ", ".join(f"{key}={overrides[key]}" for key in SIZE_KEYS if key in overrides)
+    model = xmdpt_model_name(size) + (f" with model_config {sizes}" if sizes else "")
+    raise CheckpointMismatchError(
+        f"{path} holds {holds} (hidden size {hidden}, {depth} blocks), but {model} needs hidden size "
+        f"{expected.hidden_size} and {expected.depth} blocks: "
+        f"{_xmdpt_size_advice(size, bool(sizes), found, hidden, depth)}.")
+
+
 def _xmdpt_size_check(size: str) -> Callable[[Path, dict], None]:
     def check(path: Path, overrides: dict) -> None:
-        from .xmdpt import check_xmdpt_size
-
         check_xmdpt_size(path, size, overrides)
 
     return check
 
 
-def _xmdpt_release(size: str, drive_id: str) -> ReleasedModel:
+def _xmdpt_release(size: str) -> ReleasedModel:
     """X-MDPT-{size}/2 from ``ema_0.9999_300000.pt`` (the same name for every size: cached under the official
-    ``XMDPT_{size}_2/`` folder). The side blocks and mask token serve masked training only."""
+    ``XMDPT_{size}_2/`` folder)."""
     return ReleasedModel(
-        f"xmdpt-{size.lower()}-2", _xmdpt_network(size), _xmdpt_adapter,
-        WeightSource(f"XMDPT_{size}_2/ema_0.9999_300000.pt", f"https://drive.google.com/file/d/{drive_id}/view",
-                     direct=False),
+        xmdpt_model_name(size), _xmdpt_network(size), _xmdpt_adapter,
+        WeightSource(f"XMDPT_{size}_2/ema_0.9999_300000.pt",
+                     f"https://drive.google.com/file/d/{XMDPT_RELEASED[size]}/view", direct=False),
         XMDPT_SIZES[size]["hidden_size"], "DDIM 50 respaced steps (eta 0), CFG 2.0 power-cosine (pow 0.01) on all channels",
-        dict(num_steps=50, cfg_scale=2.0, scale_pow=0.01), ignore_prefixes=XMDPT_TRAINING_ONLY_PREFIXES,
-        embedder_prefixes=XMDPT_EMBEDDER_PREFIXES, decoder=_xmdpt_vae, task="pose", decoder_at=_xmdpt_vae,
+        dict(num_steps=50, cfg_scale=2.0, scale_pow=0.01), embedder_prefixes=XMDPT_EMBEDDER_PREFIXES, decoder=_xmdpt_vae, task="pose", decoder_at=_xmdpt_vae,
         check_decoder=_check_xmdpt_vae, check_file=_xmdpt_size_check(size), samplers={"ddim": {}}, tiny_config=TINY_XMDPT,
         contract_conditions=_xmdpt_pair_conditions, contract_output=((3, 64, 64), (0.0, 1.0)))
 
@@ -456,13 +511,13 @@ RELEASES: list[ReleasedModel] = [
                   WeightSource("DiT-XL-2-512x512.pt", "https://dl.fbaipublicfiles.com/DiT/models/DiT-XL-2-512x512.pt"),
                   1152, DIT_SAMPLER, dict(num_steps=250, cfg_scale=1.5, cfg_channels=3), state_keys=("ema",),
                   samplers={"ddpm": {}}, tiny_config=TINY_DIT),
-    # MDTv2 (sail-sg/MDT): raw state dict; the side block and mask token only serve masked training
+    # MDTv2 (sail-sg/MDT): raw state dict (its side block and mask token, for masked training only, are left out)
     ReleasedModel("mdt-xl-2", _mdt_network, _mdt_adapter,
                   WeightSource("mdt_xl2_v2_ckpt.pt", "https://huggingface.co/shgao/MDT-XL2/resolve/main/mdt_xl2_v2_ckpt.pt",
                                hf_repo="shgao/MDT-XL2"),
                   1152, "DDPM 250 respaced steps, learned sigma, CFG 3.8 power-cosine (pow 4) on ch[:3]",
-                  dict(num_steps=250, cfg_scale=3.8, scale_pow=4.0, cfg_channels=3),
-                  ignore_prefixes=("sideblocks.", "mask_token"), samplers={"ddpm": {}}, tiny_config=TINY_MDT),
+                  dict(num_steps=250, cfg_scale=3.8, scale_pow=4.0, cfg_channels=3), samplers={"ddpm": {}},
+                  tiny_config=TINY_MDT),
     # SiT-XL/2 (willisma/SiT): DiT's network; velocity = the first 4 output channels; SDE sampler of the paper's FID
     # by default, SiT's ODE samplers on request; a training checkpoint loads its 'ema' like SiT's find_model
     ReleasedModel("sit-xl-2", _sit_network(), _transport_adapter,
@@ -509,18 +564,15 @@ RELEASES: list[ReleasedModel] = [
                   samplers={"dpm-solver-fast": {}}, tiny_config=TINY_UVIT),
     # X-MDPT (trungpx/xmdpt), pose-guided person images on DeepFashion: the authors publish each size's file
     # on Google Drive only (README table); decoded with their fine-tuned VAE folder (decoder=PATH)
-    _xmdpt_release("S", "1loztAzrL6sQI7rarwb_x2233ZwNTVlvD"),
-    _xmdpt_release("B", "1nNPWGhvRZVwjBMfgilbgZNdcn1I1DUgH"),
-    _xmdpt_release("L", "1No_WJBD25HVmYLaKirrI_7k04RpOkNos"),
-    # MDSGen-B/2 (triton99/MDSGen): video-to-audio on CAVP features; a raw state dict whose side block and mask
-    # token serve masked training only; published on Google Drive only. Decoded with AudioLDM-s-full-v2's VAE and
+    *(_xmdpt_release(size) for size in XMDPT_RELEASED),
+    # MDSGen-B/2 (triton99/MDSGen): video-to-audio on CAVP features; a raw state dict (its side block and mask
+    # token, for masked training only, are left out); published on Google Drive only. Decoded with AudioLDM-s-full-v2's VAE and
     # HiFi-GAN (decoder=PATH takes a local copy of that repository).
     ReleasedModel("mdsgen-b-2", _mdsgen_network, _mdsgen_adapter,
                   WeightSource("mdsgen_audioldm.pt",
                                "https://drive.google.com/file/d/1XZoK-uU0mTWeRLilLZ_FtysRgearBxOp/view", direct=False),
                   768, "DPM-Solver++ 2M (multistep) 50 steps, power-cosine CFG 5 (pow 0.01), two forwards",
-                  dict(num_steps=50, cfg_scale=5.0, scale_pow=0.01), ignore_prefixes=MDSGEN_TRAINING_ONLY_PREFIXES,
-                  embedder_prefixes=MDSGEN_EMBEDDER_PREFIXES, decoder=_audioldm_decoder,
+                  dict(num_steps=50, cfg_scale=5.0, scale_pow=0.01), embedder_prefixes=MDSGEN_EMBEDDER_PREFIXES, decoder=_audioldm_decoder,
                   task="audio", decoder_at=_audioldm_decoder, samplers={"dpm-solver++": {}},
                   check_decoder=_audioldm_available, tiny_config=TINY_MDSGEN, contract_conditions=_cavp_features,
                   contract_output=((130592,), None)),
