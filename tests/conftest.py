@@ -1,6 +1,7 @@
 """Shared fixtures: tiny real DiT networks with random weights (no mocks, no downloads)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,8 @@ import torch
 
 from condbench.adapters.dit import DiTAdapter
 from condbench.adapters.dit_model import DiT, DiTConfig
+
+from .network_guard import LOG_ENV, SITE_DIR, NetworkGuard, install
 
 TINY = DiTConfig(input_size=8, patch_size=2, in_channels=4, hidden_size=32, depth=2, num_heads=4,
                  num_classes=10, class_dropout_prob=0.1, learn_sigma=True)
@@ -34,6 +37,27 @@ def assert_matches_official(ours: torch.Tensor, theirs: torch.Tensor, tolerance:
     error = float((ours - theirs).abs().max())
     assert ours.shape == theirs.shape and error <= tolerance * scale, f"max |ours - official| = {error:.3g} " \
         f"> {tolerance:g} x {scale:.3g}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def network_guard(tmp_path_factory) -> NetworkGuard:
+    """No test reaches the network: a connection to any non-loopback host raises, here and in every Python
+    subprocess a test starts (sitecustomize on PYTHONPATH), and fails the test (:func:`no_network_access`)."""
+    guard = NetworkGuard(str(tmp_path_factory.mktemp("network_guard") / "attempts.log"))
+    os.environ[LOG_ENV] = guard.log_path
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SITE_DIR, os.environ.get("PYTHONPATH")]))
+    install(guard.attempts.append)
+    return guard
+
+
+@pytest.fixture(autouse=True)
+def no_network_access(network_guard):
+    """Fail the test if it (or a fixture it used first, or its subprocesses) tried to open a network
+    connection, even when the code under test caught the error."""
+    yield
+    attempts = network_guard.take()
+    if attempts:
+        pytest.fail("the test tried to reach the network:\n  " + "\n  ".join(attempts), pytrace=False)
 
 
 @pytest.fixture(autouse=True)

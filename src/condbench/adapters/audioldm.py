@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from ..metrics.weight_files import AUDIOLDM_REPO
+from ..hub import offline
+from ..metrics.weight_files import AUDIOLDM_REPO, audioldm_not_found, require_audioldm
 
 SAMPLE_RATE = 16000
 
@@ -32,22 +33,23 @@ class AudioLDMDecoder:
         self._parts = None
 
     def load(self):
-        """(vae, vocoder), read once (from a local folder, or the hub cache, downloading if online)."""
+        """(vae, vocoder), read once (from a local folder, or the hub cache, downloading only when not offline:
+        offline, the hub is never asked, whatever the hub library read from the environment at its import)."""
         if self._parts is None:
+            require_audioldm(self.source)  # a folder without its parts, or offline and not cached: said at once
             from diffusers import AutoencoderKL
             from transformers import SpeechT5HifiGan
 
+            local_only = offline()
             try:
-                vae = AutoencoderKL.from_pretrained(self.source, subfolder="vae", torch_dtype=self.dtype).eval()
-                vocoder = SpeechT5HifiGan.from_pretrained(self.source, subfolder="vocoder",
-                                                          torch_dtype=self.dtype).eval()
+                vae = AutoencoderKL.from_pretrained(self.source, subfolder="vae", torch_dtype=self.dtype,
+                                                    local_files_only=local_only).eval()
+                vocoder = SpeechT5HifiGan.from_pretrained(self.source, subfolder="vocoder", torch_dtype=self.dtype,
+                                                          local_files_only=local_only).eval()
             except (OSError, ValueError) as error:
-                raise FileNotFoundError(
-                    f"AudioLDM decoder {self.source!r} could not be loaded ({str(error).splitlines()[0]}). MDSGen "
-                    f"decodes with the VAE and vocoder of https://huggingface.co/{AUDIOLDM_REPO}: download it once "
-                    "while online (it is then cached), or pass a local copy with model option decoder=/path/to/"
-                    "audioldm-s-full-v2 (a folder holding vae/ and vocoder/, each with config.json and weights)."
-                ) from None
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
+                raise audioldm_not_found(f"{self.source!r} could not be loaded ({reason}"
+                                         f"{'; offline: no download attempted' if local_only else ''})") from None
             if vocoder.config.sampling_rate != self.sample_rate:
                 raise ValueError(f"{self.source}: the vocoder makes {vocoder.config.sampling_rate} Hz sound, "
                                  f"MDSGen's decoder is AudioLDM's {self.sample_rate} Hz one")

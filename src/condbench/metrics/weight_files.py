@@ -65,26 +65,31 @@ def xmdpt_vae_folder(folder: Optional[str | Path] = None, *, option: str, keys: 
         if keys else ())
 
 
+def audioldm_not_found(problem: str) -> CheckpointNotFoundError:
+    """The error for MDSGen's AudioLDM decoder when it cannot be loaded: ``problem``, then how to provide it."""
+    return CheckpointNotFoundError(
+        f"AudioLDM decoder (MDSGen's VAE and vocoder) {problem}.\nHow to provide it: download "
+        f"https://huggingface.co/{AUDIOLDM_REPO} once while online (it is then cached), or pass a local copy with "
+        "the model option decoder=/path/to/audioldm-s-full-v2 (a folder holding vae/ and vocoder/, each with "
+        "config.json and weights)")
+
+
 def require_audioldm(source: str | Path = AUDIOLDM_REPO) -> None:
     """Raise a CheckpointNotFoundError naming what is absent when the decoder cannot load: a local folder without
     ``vae/config.json`` or ``vocoder/config.json``, or (offline) a hub id not in the Hugging Face cache."""
     parts = ("vae/config.json", "vocoder/config.json")
     folder = Path(str(source)).expanduser()
-    how = (f"How to provide it: download https://huggingface.co/{AUDIOLDM_REPO} once while online (it is then "
-           f"cached), or pass a local copy with the model option decoder: /path/to/audioldm-s-full-v2 (a folder "
-           "holding vae/ and vocoder/, each with config.json and weights)")
     if folder.is_dir() or str(source) != AUDIOLDM_REPO:
         missing = [str(folder / p) for p in parts if not (folder / p).is_file()]
         if missing:
-            raise CheckpointNotFoundError(f"AudioLDM decoder (MDSGen's VAE and vocoder) not found: "
-                                          f"{', '.join(missing)} do(es) not exist.\n{how}")
+            raise audioldm_not_found(f"not found: {', '.join(missing)} do(es) not exist")
         return
     if offline():
         from huggingface_hub import try_to_load_from_cache
 
         if not all(isinstance(try_to_load_from_cache(str(source), p), str) for p in parts):
-            raise CheckpointNotFoundError(f"AudioLDM decoder (MDSGen's VAE and vocoder) {source!r} is not in the "
-                                          f"Hugging Face cache and downloads are off (offline mode).\n{how}")
+            raise audioldm_not_found(f"{source!r} is not in the Hugging Face cache and downloads are off "
+                                     "(offline mode)")
 
 
 def task_option_weights(source: WeightSource, path: Optional[str | Path], *, task: str, option: str,
