@@ -36,7 +36,8 @@ def test_a_latin1_pairs_file_stops_the_pose_run_with_exit_2(tmp_path, isolated_c
     root.mkdir()
     (root / "test_pairs.txt").write_bytes(LATIN1_PAIRS)
     suite = tmp_path / "suite.yaml"
-    suite.write_text(f"name: s\ntask: pose\nmodels: [xmdpt-s-2]\npolicies: [baseline]\ntask_options: {{root: {root}}}\n")
+    suite.write_text(f"name: s\ntask: pose\nmodels: [xmdpt-s-2]\npolicies: [baseline]\n"
+                     f"task_options: {{root: {root}}}\n")
     assert main(["run", str(suite), "-o", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert f"{root / 'test_pairs.txt'}, line 2: the DeepFashion pairs file is not UTF-8 text" in err

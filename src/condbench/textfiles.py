@@ -9,7 +9,8 @@ from __future__ import annotations
 import codecs
 from pathlib import Path
 
-FIX = ("save the file as UTF-8 text (an editor's Save As with encoding UTF-8, or `iconv -f ENCODING -t UTF-8 FILE > NEW`, e.g. ENCODING LATIN1 or UTF-16)")
+FIX = ("save the file as UTF-8 text (an editor's Save As with encoding UTF-8, or "
+       "`iconv -f ENCODING -t UTF-8 FILE > NEW`, e.g. ENCODING LATIN1 or UTF-16)")
 
 
 class TextFileError(ValueError):

@@ -485,8 +485,9 @@ def _xmdpt_release(size: str) -> ReleasedModel:
         WeightSource(f"XMDPT_{size}_2/ema_0.9999_300000.pt",
                      f"https://drive.google.com/file/d/{XMDPT_RELEASED[size]}/view", direct=False),
         XMDPT_SIZES[size]["hidden_size"], "DDIM 50 respaced steps (eta 0), CFG 2.0 power-cosine (pow 0.01) on all channels",
-        dict(num_steps=50, cfg_scale=2.0, scale_pow=0.01), embedder_prefixes=XMDPT_EMBEDDER_PREFIXES, decoder=_xmdpt_vae, task="pose", decoder_at=_xmdpt_vae,
-        check_decoder=_check_xmdpt_vae, check_file=_xmdpt_size_check(size), samplers={"ddim": {}}, tiny_config=TINY_XMDPT,
+        dict(num_steps=50, cfg_scale=2.0, scale_pow=0.01), embedder_prefixes=XMDPT_EMBEDDER_PREFIXES,
+        decoder=_xmdpt_vae, task="pose", decoder_at=_xmdpt_vae, check_decoder=_check_xmdpt_vae,
+        check_file=_xmdpt_size_check(size), samplers={"ddim": {}}, tiny_config=TINY_XMDPT,
         contract_conditions=_xmdpt_pair_conditions, contract_output=((3, 64, 64), (0.0, 1.0)))
 
 
@@ -566,14 +567,14 @@ RELEASES: list[ReleasedModel] = [
     # on Google Drive only (README table); decoded with their fine-tuned VAE folder (decoder=PATH)
     *(_xmdpt_release(size) for size in XMDPT_RELEASED),
     # MDSGen-B/2 (triton99/MDSGen): video-to-audio on CAVP features; a raw state dict (its side block and mask
-    # token, for masked training only, are left out); published on Google Drive only. Decoded with AudioLDM-s-full-v2's VAE and
-    # HiFi-GAN (decoder=PATH takes a local copy of that repository).
+    # token, for masked training only, are left out); published on Google Drive only. Decoded with
+    # AudioLDM-s-full-v2's VAE and HiFi-GAN (decoder=PATH takes a local copy of that repository).
     ReleasedModel("mdsgen-b-2", _mdsgen_network, _mdsgen_adapter,
                   WeightSource("mdsgen_audioldm.pt",
                                "https://drive.google.com/file/d/1XZoK-uU0mTWeRLilLZ_FtysRgearBxOp/view", direct=False),
                   768, "DPM-Solver++ 2M (multistep) 50 steps, power-cosine CFG 5 (pow 0.01), two forwards",
-                  dict(num_steps=50, cfg_scale=5.0, scale_pow=0.01), embedder_prefixes=MDSGEN_EMBEDDER_PREFIXES, decoder=_audioldm_decoder,
-                  task="audio", decoder_at=_audioldm_decoder, samplers={"dpm-solver++": {}},
+                  dict(num_steps=50, cfg_scale=5.0, scale_pow=0.01), embedder_prefixes=MDSGEN_EMBEDDER_PREFIXES,
+                  decoder=_audioldm_decoder, task="audio", decoder_at=_audioldm_decoder, samplers={"dpm-solver++": {}},
                   check_decoder=_audioldm_available, tiny_config=TINY_MDSGEN, contract_conditions=_cavp_features,
                   contract_output=((130592,), None)),
 ]
