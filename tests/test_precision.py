@@ -36,7 +36,7 @@ def inputs(n: int = 6):
 
 def test_precision_names_are_checked():
     assert check_precision("bf16") == "bf16"
-    with pytest.raises(ValueError, match="unknown precision 'fp16'; choose one of fp32, tf32, bf16"):
+    with pytest.raises(ValueError, match="unknown precision 'fp16'; choose one of fp32, tf32, bf16, official"):
         Denoiser(random_dit(), "fp16")
 
 
@@ -131,7 +131,7 @@ def test_suite_key_reaches_the_adapter_options(tmp_path):
     assert fast.adapter_options("dit-digits") == {"precision": "bf16", "compile": True}
     path = tmp_path / "bad.yaml"
     path.write_text("name: x\ntask: digits\nmodels: [dit-digits]\npolicies: [baseline]\nprecision: fp16\n")
-    with pytest.raises(SuiteError, match="key 'precision'.*'fp32', 'tf32' or 'bf16'"):
+    with pytest.raises(SuiteError, match="key 'precision'.*'fp32', 'tf32', 'bf16' or 'official'"):
         load_suite(str(path))
 
 

@@ -64,9 +64,10 @@ class Suite:
     # reference evaluators read (ADM's TensorFlow evaluator for ImageNet)
     keep_samples: bool = False
     # the denoiser's arithmetic (condbench.precision): fp32 (bit-exact with the official float32 code), tf32 (the
-    # TF32 flags on CUDA) or bf16 (autocast; c, policies and the sampler stay float32); and torch.compile of the
-    # denoiser. Both enter the cache key when not the default.
-    precision: Literal["fp32", "tf32", "bf16"] = "fp32"
+    # TF32 flags on CUDA), bf16 (autocast; c, policies and the sampler stay float32) or official (what the release's
+    # own sampling script does: DiT, MDT tf32; X-MDPT, MDSGen bf16 autocast with c included; refused for the others);
+    # and torch.compile of the denoiser. Both enter the cache key when not the default.
+    precision: Literal["fp32", "tf32", "bf16", "official"] = "fp32"
     compile: bool = False
     task_options: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -24,6 +24,7 @@ see ``reference/MODELS.md``); ``sampler_timesteps`` gives them in sampling order
 from __future__ import annotations
 
 import abc
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
@@ -31,6 +32,7 @@ import torch
 
 from ..policies import Policy
 from ..policy_group import PolicyGroup
+from ..precision import Denoiser
 from ..seeding import PairedNoise
 
 ProgressCallback = Callable[[int, int], None]  # (steps done, steps total)
@@ -202,6 +204,9 @@ class Adapter(abc.ABC):
     name: str = ""
     condition_kind: str = ""  # "class", "pose", "video" or "text"
     sampler_choice: Optional[str] = None  # the registry's name of the sampler in use (model option ``sampler``)
+    # the arithmetic of the release's own sampling script, which precision ``official`` means (condbench.precision);
+    # None: not known to condbench, and ``official`` is refused
+    official_precision: Optional[str] = None
 
     @property
     @abc.abstractmethod
@@ -262,6 +267,13 @@ class Adapter(abc.ABC):
     @abc.abstractmethod
     def mean_embedding(self, t: torch.Tensor) -> torch.Tensor:
         """Mean c over all conditions of the task at timestep t, (1, D); ``mask=fixed`` policies use it."""
+
+    def process_flags(self) -> contextlib.AbstractContextManager:
+        """The process-wide flags of the denoiser's arithmetic, held over a whole block of sampling and of the work
+        on its samples (decoding beside sampling then sees the same flags as after it); none without a
+        :class:`~condbench.precision.Denoiser`."""
+        network = getattr(self, "network", None)
+        return network.process_flags() if isinstance(network, Denoiser) else contextlib.nullcontext()
 
     @abc.abstractmethod
     def describe(self) -> dict:

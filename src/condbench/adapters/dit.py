@@ -76,8 +76,9 @@ class ClassConditionalAdapter(Adapter):
                  checkpoint: Optional[dict] = None, microbatch: Optional[int] = None, precision: str = "fp32",
                  compile: bool = False):
         self.model = model.eval()
-        self.network = Denoiser(self.model, precision, compile)  # what the sampler calls (precision, compile)
         self.name = name
+        # what the sampler calls (precision, compile)
+        self.network = Denoiser(self.model, precision, compile, self.official_precision, name)
         self.microbatch = microbatch
         if microbatch is not None and microbatch < 1:
             raise ValueError(f"microbatch must be a positive number of rows, got {microbatch}")
@@ -147,7 +148,8 @@ class ClassConditionalAdapter(Adapter):
     def timestep_embedding(self, t: torch.Tensor) -> torch.Tensor:
         """The timestep part of c at t: (1, D) (the network's own embedder, through its ``embed_parts``)."""
         y = torch.zeros(1, dtype=torch.long, device=self.device)
-        return self.model.embed_parts(self._batch_t(t, 1)[:1], y)[0]
+        with self.network.embedding_context(self.device):
+            return self.model.embed_parts(self._batch_t(t, 1)[:1], y)[0].float()
 
     @property
     def guided(self) -> bool:
@@ -239,6 +241,8 @@ class ClassConditionalAdapter(Adapter):
 
 class DiTAdapter(ClassConditionalAdapter):
     """A DiT network with DiT's DDPM sampler; ``decoder`` maps samples to images (a VAE for latent models)."""
+
+    official_precision = "tf32"  # DiT's sample.py (and MDT's image_sample.py) turn TF32 on, in float32
 
     def __init__(self, model: torch.nn.Module, name: str = "dit", *, num_steps: int = 250, **options):
         super().__init__(model, name, **options)

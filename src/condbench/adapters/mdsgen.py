@@ -44,6 +44,7 @@ class MDSGenAdapter(Adapter):
 
     condition_kind = "video"
     family = "mdsgen"
+    official_precision = "bf16-c"  # inference.py: the forward under CUDA bf16 autocast, c included; bf16 noise
 
     def __init__(self, model: MDSGen, name: str = "mdsgen", *, num_steps: int = 50, cfg_scale: float = 5.0,
                  scale_pow: float = 0.01, decoder: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
@@ -52,7 +53,8 @@ class MDSGenAdapter(Adapter):
         if microbatch is not None and microbatch < 1:
             raise ValueError(f"microbatch must be a positive number of rows, got {microbatch}")
         self.model, self.name, self.microbatch = model.eval(), name, microbatch
-        self.network = Denoiser(self.model, precision, compile)  # what the sampler calls (precision, compile)
+        # what the sampler calls (precision, compile)
+        self.network = Denoiser(self.model, precision, compile, self.official_precision, name)
         self.cfg_scale, self.scale_pow = cfg_scale, scale_pow
         self.decoder, self.checkpoint = decoder, checkpoint or {}
         self.schedule = DiscreteVPSchedule(linear_betas())
@@ -102,8 +104,10 @@ class MDSGenAdapter(Adapter):
     @torch.no_grad()
     def embed_parts(self, cond: torch.Tensor, t: torch.Tensor | float) -> EmbeddingParts:
         feats = self._features(cond)
-        t_part, y_part = self.model.embed_parts(self._batch_t(t, len(feats)), feats)
-        return EmbeddingParts(c=t_part + y_part, t=t_part, cond=y_part)
+        with self.network.embedding_context(self.device):
+            t_part, y_part = self.model.embed_parts(self._batch_t(t, len(feats)), feats)
+            c = t_part + y_part  # in the network's own arithmetic (bf16-c: bf16 t part + float32 video part)
+        return EmbeddingParts(c=c.float(), t=t_part.float(), cond=y_part.float())
 
     @torch.no_grad()
     def denoise(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, hook=None) -> torch.Tensor:
@@ -116,7 +120,9 @@ class MDSGenAdapter(Adapter):
 
         The video part is not linear in the features, so the mean is over the embedded clips themselves.
         """
-        parts = [self.model.condition_embedding(self._features(cond[a:a + chunk])) for a in range(0, len(cond), chunk)]
+        with self.network.embedding_context(self.device):
+            parts = [self.model.condition_embedding(self._features(cond[a:a + chunk])).float()
+                     for a in range(0, len(cond), chunk)]
         self._condition_mean = torch.cat(parts).mean(0, keepdim=True)  # (1, D)
 
     @torch.no_grad()
@@ -125,12 +131,19 @@ class MDSGenAdapter(Adapter):
         if self._condition_mean is None:
             raise RuntimeError(f"{self.name}: mean_embedding needs the task's clips first: call "
                                "set_reference_conditions(features) with their CAVP features (N, 32, 512)")
-        return self.model.t_embedder(self._batch_t(t, 1)[:1]) + self._condition_mean.to(self.device)
+        return self.timestep_embedding(t) + self._condition_mean.to(self.device)
 
     @torch.no_grad()
     def timestep_embedding(self, t: torch.Tensor) -> torch.Tensor:
-        """t_embedder(t): the timestep part of c (1, D)."""
-        return self.model.t_embedder(self._batch_t(t, 1)[:1])
+        """t_embedder(t): the timestep part of c (1, D), in the network's own arithmetic."""
+        with self.network.embedding_context(self.device):
+            return self.model.t_embedder(self._batch_t(t, 1)[:1]).float()
+
+    @property
+    def noise_dtype(self) -> torch.dtype:
+        """The dtype the initial noise is drawn in: bfloat16 under ``official`` (as ``inference.py`` draws it; the
+        solver's float32 arithmetic promotes it at once), else float32."""
+        return torch.bfloat16 if self.network.precision == "official" else torch.float32
 
     @property
     def guided(self) -> bool:
@@ -182,7 +195,7 @@ class MDSGenAdapter(Adapter):
         feats = self._features(cond)
         if len(noise) != len(feats):
             raise ValueError(f"{len(feats)} conditions but noise for {len(noise)} samples")
-        x, first = noise.draw(self.latent_shape).to(self.device), 0
+        x, first = noise.draw(self.latent_shape, self.noise_dtype).float().to(self.device), 0
         previous = torch.zeros_like(x)  # m_{k-1}, the data prediction of the previous evaluation
         if start is not None:
             x, previous, first = self._resume(start, policy)
@@ -215,6 +228,14 @@ class MDSGenAdapter(Adapter):
             raise RuntimeError(f"{self.name} was built without a decoder (pass decoder=AudioLDMDecoder(...))")
         return self.decoder(samples)
 
+    def _arithmetic_description(self) -> dict:
+        """How the noise is drawn and the network runs (the fp32 wording is part of existing cache keys)."""
+        if self.network.precision == "official":
+            return {"noise": "bf16 PairedNoise, as the official script draws it",
+                    "dtype": "bf16 autocast over the whole forward, c included, as the official forward runs"}
+        return {"noise": "float32 PairedNoise (the official script draws bf16 noise)",
+                "dtype": "float32 (the official forward runs under CUDA bf16 autocast)"}
+
     def describe(self) -> dict:
         decoder = self.decoder.describe() if hasattr(self.decoder, "describe") else None
         return {"adapter": self.name, "family": self.family, "model_config": self.config.to_dict(),
@@ -225,7 +246,6 @@ class MDSGenAdapter(Adapter):
                             "betas": "linear 1e-4..0.02, 1000 steps (float64)",
                             "time_input": "(t_continuous - 1/1000) * 1000, float",
                             "state": "[x; previous data prediction] on the channel axis",
-                            "noise": "float32 PairedNoise (the official script draws bf16 noise)",
-                            "dtype": "float32 (the official forward runs under CUDA bf16 autocast)",
+                            **self._arithmetic_description(),
                             **({"microbatch": self.microbatch} if self.microbatch else {}), **self.network.describe()},
                 "decoder": decoder, "sample_rate": self.sample_rate, "checkpoint": self.checkpoint}

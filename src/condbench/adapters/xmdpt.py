@@ -110,6 +110,7 @@ class XMDPTAdapter(MDTAdapter):
 
     condition_kind = "pose"
     family = "xmdpt"
+    official_precision = "bf16-c"  # infer_xmdpt.py: the whole forward under CUDA bf16 autocast, c included
 
     def __init__(self, model: XMDPT, name: str = "xmdpt", *, num_steps: int = 50, cfg_scale: float = 2.0,
                  scale_pow: float = 0.01, diffusion_steps: int = 1000, **options):
@@ -152,17 +153,21 @@ class XMDPTAdapter(MDTAdapter):
             if tuple(cond[key].shape) != shape:
                 raise ValueError(f"{self.name}: cond[{key!r}] has shape {tuple(cond[key].shape)}, expected {shape}")
         inputs = [cond[key].to(self.device, torch.float32) for key in COND_KEYS]
-        return self.model.condition_embedding(*inputs)
+        with self.network.embedding_context(self.device):  # the official forward embeds the pair under autocast
+            return self.model.condition_embedding(*inputs)  # (N, D), float32 but under bf16-c on the CPU (bf16)
 
     @torch.no_grad()
     def embed_parts(self, cond: dict, t: torch.Tensor | float) -> EmbeddingParts:
-        y = self.condition_embedding(cond)
-        t_part, y_part = self.model.embed_parts(self._batch_t(t, len(y)), y)
-        return EmbeddingParts(c=t_part + y_part, t=t_part, cond=y_part)
+        y = self.condition_embedding(cond)  # (N, D)
+        with self.network.embedding_context(self.device):
+            t_part, y_part = self.model.embed_parts(self._batch_t(t, len(y)), y)
+            c = t_part + y_part  # in the network's own arithmetic (bf16-c: bf16 t part + float32 pose part)
+        return EmbeddingParts(c=c.float(), t=t_part.float(), cond=y_part.float())
 
     @torch.no_grad()
     def denoise(self, x: torch.Tensor, t: torch.Tensor, cond: dict, hook=None) -> torch.Tensor:
-        return self.model(x.to(self.device), self._batch_t(t, len(x)), self.condition_embedding(cond), hook)
+        """The network as the sampler calls it (the suite's precision, compiled or not)."""
+        return self.network(x.to(self.device), self._batch_t(t, len(x)), self.condition_embedding(cond), hook)
 
     def set_condition_mean(self, cond: dict) -> None:
         """Use the mean condition part over these pairs (the task's test pairs) for ``mask=fixed`` policies."""
@@ -174,7 +179,7 @@ class XMDPTAdapter(MDTAdapter):
         if self._condition_mean is None:
             raise ValueError(f"{self.name}: mask=fixed needs the mean c over the task's pairs; the task must call "
                              "set_condition_mean(cond) with its pairs first")
-        return self.model.t_embedder(self._batch_t(t, 1)[:1]) + self._condition_mean
+        return self.timestep_embedding(t) + self._condition_mean
 
     def noise_draws_before(self, step: int) -> int:
         return 0  # DDIM with eta 0: the initial noise is all it draws
