@@ -5,6 +5,10 @@ and order as without it (the same numbers). On CUDA the worker issues its kernel
 first waits for the sampler's stream to finish the batch, so the VAE and the feature network run beside the
 denoiser instead of after it. At most ``depth`` batches wait, which bounds the memory held for them. On the CPU
 the two would share the same cores: the runner uses it there only when asked (tests).
+
+Process-wide settings (the TF32 flags of ``precision: tf32``) cannot differ between the two threads: the runner
+holds them over the whole block (:meth:`condbench.adapters.base.Adapter.process_flags`), so jobs see the same
+flags with and without the worker.
 """
 from __future__ import annotations
 
@@ -37,7 +41,9 @@ class BatchWorker:
         ready = None
         if self.stream is not None:
             ready = torch.cuda.Event()
-            ready.record()  # on the sampler's stream: the tensors are final once it has passed this point
+            # on the sampler's stream of this worker's device (not the current device's, which is cuda:0 unless
+            # set): the tensors are final once it has passed this point
+            ready.record(torch.cuda.current_stream(self.device))
             for tensor in tensors:
                 tensor.record_stream(self.stream)  # their memory is not reused before the worker's kernels ran
         while len(self.waiting) >= self.depth:
@@ -48,7 +54,7 @@ class BatchWorker:
         if self.stream is None:
             job()
             return
-        with torch.cuda.stream(self.stream):
+        with torch.cuda.device(self.device), torch.cuda.stream(self.stream):
             self.stream.wait_event(ready)
             job()
         self.stream.synchronize()  # its results (on the CPU) are complete when the job counts as done
