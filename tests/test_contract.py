@@ -9,7 +9,8 @@ from condbench.adapters.base import EmbeddingParts
 from condbench.adapters.dit import DiTAdapter
 from condbench.adapters.dit_model import DiT
 from condbench.cli import main
-from condbench.contract import RULES, ContractCase
+from condbench import contract
+from condbench.contract import RULES, ContractCase, RuleResult
 from condbench.registry import MODELS, ModelEntry, model_entry
 from condbench.testing import ContractError, assert_adapter_contract, check_adapter_contract
 
@@ -99,6 +100,13 @@ class NoiseFromTheGlobalGenerator(DiTAdapter):
         return y, torch.randn_like(x), first, hooks
 
 
+class ForgetsTheNoiseItDrew(DiTAdapter):
+    """Resumes from a kept state with the noise stream at its start (DDPM draws noise at every step)."""
+
+    def noise_draws_before(self, step):
+        return 0
+
+
 class OneTraceForAGroup(DiTAdapter):
     """Hands back a single trace where several policies were sampled together (a hand-made trace, say)."""
 
@@ -130,7 +138,7 @@ def broken_case(kind: type = DiTAdapter, network: type = DiT, **options) -> Cont
 # generator also makes two runs (baseline, no policy) differ: two rules see each of these
 # A sampler that breaks the trace, the baseline or the noise also breaks sampling policies together.
 ALSO_BROKEN = {"parts-sum": {"hook-every-step"}, "hook-every-step": {"policies-together"},
-               "baseline-identical": {"policies-together"}, "noise-paired": {"baseline-identical", "policies-together"}}
+               "baseline-identical": {"policies-together"}, "noise-paired": {"baseline-identical", "policies-together", "stored-round-trip"}}
 
 
 @pytest.mark.parametrize("rule, case", [
@@ -141,6 +149,7 @@ ALSO_BROKEN = {"parts-sum": {"hook-every-step"}, "hook-every-step": {"policies-t
     ("baseline-identical", lambda: broken_case(BaselineDiffers)),
     ("noise-paired", lambda: broken_case(NoiseFromTheGlobalGenerator)),
     ("policies-together", lambda: broken_case(OneTraceForAGroup)),
+    ("stored-round-trip", lambda: broken_case(ForgetsTheNoiseItDrew)),
     ("describe", lambda: broken_case(NoCheckpointHash)),
     ("decode", lambda: broken_case(decoder=lambda samples: samples)),  # model space [-1, 1], not images in [0, 1]
 ])
@@ -154,7 +163,7 @@ def test_an_adapter_broken_on_purpose_breaks_the_rule_named(rule, case):
 
 def test_check_adapter_cli_passes_and_names_the_broken_rule(monkeypatch, capsys):
     assert main(["check-adapter", "dit-digits"]) == 0
-    assert "dit-digits: honours the adapter contract (9 of 9 rules checked)" in capsys.readouterr().out
+    assert "dit-digits: honours the adapter contract (10 of 10 rules checked)" in capsys.readouterr().out
     entry = model_entry("dit-digits")
     monkeypatch.setitem(MODELS, "broken-digits", ModelEntry(
         "broken-digits", "digits", 96, "-", "-", entry.factory,
@@ -165,3 +174,28 @@ def test_check_adapter_cli_passes_and_names_the_broken_rule(monkeypatch, capsys)
     monkeypatch.setitem(MODELS, "no-case", ModelEntry("no-case", "digits", 96, "-", "-", entry.factory))
     assert main(["check-adapter", "no-case"]) == 2
     assert "gives no contract case" in capsys.readouterr().err
+
+
+def bf16_sd35_case() -> ContractCase:
+    """A tiny SD3.5 pipeline in bfloat16, the release's dtype (tests/test_sd3.py's random components)."""
+    pytest.importorskip("diffusers")
+    from .test_runner_dtypes import tiny_sd35
+    from .test_sd3 import PROMPTS
+
+    return ContractCase(tiny_sd35(torch.bfloat16), PROMPTS, (3, 8, 8))
+
+
+def stored_round_trip(case: ContractCase) -> RuleResult:
+    return next(r for r in check_adapter_contract(case) if r.rule == "stored-round-trip")
+
+
+def test_a_bfloat16_adapter_round_trips_what_the_runner_stores():
+    result = stored_round_trip(bf16_sd35_case())
+    assert result.passed is True and result.detail.startswith("state torch.bfloat16 at step 2 bit for bit"), result
+
+
+def test_the_round_trip_rule_catches_the_runner_s_old_numpy_conversion(monkeypatch):
+    """The runner stored kept states with ``x.cpu().numpy()`` until bfloat16 models crashed the text suite."""
+    monkeypatch.setattr(contract, "state_arrays", lambda x: {"x": x.cpu().numpy()})
+    result = stored_round_trip(bf16_sd35_case())
+    assert result.passed is False and "Got unsupported ScalarType BFloat16" in result.detail, result

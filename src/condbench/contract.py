@@ -15,12 +15,13 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
-from .adapters.base import Adapter
+from .adapters.base import Adapter, SamplerState
 from .checkpoints import file_sha256
 from .policies import BASELINE, BRANCH_COND, Policy, parse_policy
 from .policy_group import PolicyGroup, tile_conditions
 from .pruning import c_readers
 from .seeding import PairedNoise
+from .stored_arrays import exact_numpy, state_arrays, state_tensor, widened
 
 RULES: dict[str, str] = {
     "c-shape": "embed_parts gives c (N, D) with D = embed_dim, floating point and finite, and parts of c's shape",
@@ -34,6 +35,9 @@ RULES: dict[str, str] = {
                     "gives the same samples",
     "policies-together": "policies sampled in one batch (the conditions repeated, a PolicyGroup) give each policy "
                          "the samples and trace it gives alone",
+    "stored-round-trip": "what the runner stores goes through numpy unchanged in the adapter's own dtype: a kept "
+                         "sampler state comes back bit for bit, a late policy resumed from it equals the policy run "
+                         "from step 0, and decoded outputs keep their values",
     "describe": "describe() is JSON (no object addresses), names the checkpoint's sha256 and the sampler settings (with the steps)",
     "decode": "decode gives the task's shape and range, finite",
 }
@@ -250,6 +254,41 @@ def _rule_policies_together(run: _Run) -> str:
             ("bit-identical to alone" if exact else f"equal to alone within {worst:.2g}"))
 
 
+def _stored_state(run: _Run, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The baseline's state at ``step`` as sampled, and as the runner's cache gives it back (through numpy)."""
+    adapter = run.case.adapter
+    kept = adapter.sample(run.case.conditions, PairedNoise(SEED, range(run.n), adapter.device), BASELINE,
+                          keep_states=[step]).states[step].x.detach()  # (N, ...)
+    return kept, state_tensor(state_arrays(kept)).to(adapter.device)
+
+
+def _decoded_round_trip(run: _Run) -> str:
+    """Whether decoded outputs keep their values through numpy (what the grids and kept samples store)."""
+    try:
+        decoded = run.case.adapter.decode(run.plain().to(run.case.adapter.device)).detach().cpu()
+    except FileNotFoundError:  # the decoder's files are absent: the decode rule says so
+        return "decoded outputs not checked (decoder files absent)"
+    _require(torch.equal(torch.from_numpy(exact_numpy(decoded)), widened(decoded)),
+             f"decoded outputs ({decoded.dtype}) change through numpy")
+    return f"decoded {decoded.dtype} kept"
+
+
+def _rule_stored_round_trip(run: _Run) -> str:
+    adapter, steps = run.case.adapter, run.case.adapter.sampler_steps
+    step = max(1, steps // 2)  # where a late-acting policy takes over the baseline's trajectory
+    kept, back = _stored_state(run, step)
+    _require(back.dtype == kept.dtype and torch.equal(back.cpu(), kept.cpu()),
+             f"the kept state ({kept.dtype}) comes back from numpy as {back.dtype} with other values")
+    late = parse_policy(f"topk:{max(1, adapter.embed_dim // 3)}@last:{steps - step}")
+    noise = lambda: PairedNoise(SEED, range(run.n), adapter.device)  # noqa: E731
+    resumed = adapter.sample(run.case.conditions, noise(), late, start=SamplerState(step, back)).samples.cpu()
+    whole = adapter.sample(run.case.conditions, noise(), late).samples.cpu()
+    _, error = _close(resumed, whole)
+    _require(torch.equal(resumed, whole), f"{late.canonical()} resumed at step {step} from the stored state differs "
+                                          f"from it sampled from step 0 by {error:.3g}")
+    return f"state {kept.dtype} at step {step} bit for bit, resumed = from step 0; {_decoded_round_trip(run)}"
+
+
 def _hashes(value: Any) -> list[str]:
     if isinstance(value, dict):
         return [h for v in value.values() for h in _hashes(v)]
@@ -297,7 +336,8 @@ def _rule_decode(run: _Run) -> str:
 CHECKS: dict[str, Callable[[_Run], str]] = {
     "c-shape": _rule_c_shape, "parts-sum": _rule_parts_sum, "hook-every-step": _rule_hook_every_step,
     "hook-reaches-network": _rule_hook_reaches_network, "baseline-identical": _rule_baseline_identical,
-    "noise-paired": _rule_noise_paired, "policies-together": _rule_policies_together, "describe": _rule_describe,
+    "noise-paired": _rule_noise_paired, "policies-together": _rule_policies_together,
+    "stored-round-trip": _rule_stored_round_trip, "describe": _rule_describe,
     "decode": _rule_decode,
 }
 
