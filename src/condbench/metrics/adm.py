@@ -46,8 +46,9 @@ class AdmFeatures:
 
 
 def adm_inception_score(logits: np.ndarray | torch.Tensor, split_size: int = IS_SPLIT_SIZE) -> tuple[float, float, int]:
-    """(mean, std, number of splits) of IS over consecutive ``split_size`` chunks, the last one possibly shorter."""
-    logits = torch.as_tensor(np.asarray(logits))
+    """(mean, std, number of splits) of IS over consecutive ``split_size`` chunks, the last one possibly shorter;
+    a tensor is scored on its own device."""
+    logits = logits if isinstance(logits, torch.Tensor) else torch.as_tensor(np.asarray(logits))
     scores = [inception_score(logits[start:start + split_size])[0] for start in range(0, len(logits), split_size)]
     return float(np.mean(scores)), float(np.std(scores)), len(scores)
 

@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import linalg
+
+if TYPE_CHECKING:
+    import torch
 
 
 def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -49,17 +53,17 @@ class FrechetToReference:
     covariances; headline numbers still use :func:`frechet_distance`, the reference implementations' formula.
     """
 
-    def __init__(self, mu: np.ndarray, sigma: np.ndarray, device: str = "cpu"):
+    def __init__(self, mu: np.ndarray, sigma: np.ndarray, device: str | torch.device = "cpu"):
         import torch
 
-        self.device = device
+        self.device = torch.device(device)
         self.mu = torch.as_tensor(np.asarray(mu, dtype=np.float64), device=device)
         self.sigma = torch.as_tensor(np.asarray(sigma, dtype=np.float64), device=device)
         values, vectors = torch.linalg.eigh(self.sigma)
         self.sqrt_sigma = (vectors * values.clamp(min=0).sqrt()) @ vectors.T  # (F, F), R^1/2
 
     def distance(self, features) -> float:
-        """FID of features (N, F) to the reference."""
+        """FID of features (N, F) to the reference (a tensor already on ``device`` is used in place)."""
         import torch
 
         x = torch.as_tensor(features, dtype=torch.float64, device=self.device)

@@ -16,6 +16,7 @@ import torch
 
 from ..hub import offline
 from ..metrics.adm import PR_DISTANCE_PROTOCOL
+from ..metrics.inception import POOL_DIM, SFID_DIM
 from ..metrics.weight_files import CLASSIFIER, CLIP_MODEL, REFERENCE_BATCH, inception_weights_path, reference_batch_path
 from . import asset_path
 from .imagenet_metrics import ImageNetEvaluator
@@ -28,6 +29,19 @@ def imagenet_class_names() -> list[str]:
     return json.loads(asset_path("imagenet_classes.json").read_text())
 
 
+def metric_device(device: Optional[str]) -> torch.device:
+    """The device the metric networks and the bootstrap run on: ``device``, else CUDA when there is one."""
+    try:
+        chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError as error:
+        raise ValueError(f"task option device: {device!r} is not a torch device ({error}); use e.g. 'cuda', "
+                         "'cuda:1' or 'cpu'") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"task option device: {device!r} asks for CUDA, which this torch cannot use here; "
+                         "use 'cpu' or leave the option out")
+    return chosen
+
+
 class ImageNetTask:
     """ImageNet 256 class-conditional: conditions, class names, reference batch and the metric set.
 
@@ -36,18 +50,20 @@ class ImageNetTask:
     ``inception_weights`` (local paths; else the cache or a one-time download); ``clip_model`` (a hub id or a
     directory; None turns the CLIP score off); ``classifier`` ("ARCH:WEIGHTS" of torchvision, read from the
     torch hub cache; None turns class fidelity off); ``precision_recall`` (default on); ``pr_distance``
-    ("float16": the ADM evaluator's float16 distance blocks, as published numbers; "exact": float64).
+    ("float16": the ADM evaluator's float16 distance blocks, as published numbers; "exact": float64); ``device``
+    (of Inception, CLIP, the classifier and the bootstrap's float64 FID/sFID; default: CUDA when available).
     """
 
     name = "imagenet"
     condition_kind = "class"
     default_model = "dit-xl-2"
     grid_count = 32  # samples kept for the report's grids (the first 32 classes, one each)
+    resampled_frechet_dims = {"fid": POOL_DIM, "sfid": SFID_DIM}  # what each bootstrap resample recomputes
 
     def __init__(self, samples_per_class: int = 5, classes: int = NUM_CLASSES, reference_batch: Optional[str] = None,
                  inception_weights: Optional[str] = None, clip_model: Optional[str] = CLIP_MODEL,
                  classifier: Optional[str] = CLASSIFIER, precision_recall: bool = True,
-                 pr_distance: str = "float16"):
+                 pr_distance: str = "float16", device: Optional[str] = None):
         if not 1 <= samples_per_class <= 50:
             raise ValueError(f"samples_per_class must be in 1..50 (5 = the study's 5,000 samples; 50 = FID-50k), "
                              f"got {samples_per_class}")
@@ -63,6 +79,7 @@ class ImageNetTask:
         if pr_distance not in PR_DISTANCE_PROTOCOL:
             raise ValueError(f"pr_distance must be one of {sorted(PR_DISTANCE_PROTOCOL)}, got {pr_distance!r}")
         self.pr_distance = pr_distance
+        self.device = metric_device(device)
         self._evaluator: Optional[ImageNetEvaluator] = None
 
     @cached_property
@@ -102,7 +119,7 @@ class ImageNetTask:
         """The CLIP scorer, loaded once (the preflight's check is the load the evaluator then uses)."""
         from ..metrics.clip_score import ClipScore
 
-        return ClipScore(self.clip_model)
+        return ClipScore(self.clip_model, device=self.device)
 
     @cached_property
     def class_classifier(self):
@@ -110,7 +127,7 @@ class ImageNetTask:
         from ..metrics.imagenet_classifier import ClassFidelity
 
         arch, _, weights = self.classifier.partition(":")
-        return ClassFidelity.torchvision(arch, weights or "DEFAULT")
+        return ClassFidelity.torchvision(arch, weights or "DEFAULT", device=self.device)
 
     @property
     def evaluator(self) -> ImageNetEvaluator:
@@ -120,11 +137,12 @@ class ImageNetTask:
             from ..metrics.reference_batch import ReferenceBatch
 
             self._evaluator = ImageNetEvaluator(
-                InceptionFeatures.load(self.inception_weights_path()), ReferenceBatch.load(self.reference_batch_path()),
+                InceptionFeatures.load(self.inception_weights_path(), device=self.device),
+                ReferenceBatch.load(self.reference_batch_path()),
                 [f"a photo of a {name}" for name in self.class_names],
                 clip=self.clip_scorer if self.clip_model else None,
                 classifier=self.class_classifier if self.classifier else None, precision_recall=self.precision_recall,
-                pr_distance=self.pr_distance)
+                pr_distance=self.pr_distance, device=self.device)
         return self._evaluator
 
     def describe(self) -> dict:

@@ -24,7 +24,10 @@ class ImageNetEvaluator:
     """ADM FID/sFID/IS/P/R, CLIP score and class fidelity of class-conditional ImageNet samples."""
 
     def __init__(self, inception: InceptionFeatures, reference, prompts: list[str], clip=None, classifier=None,
-                 precision_recall: bool = True, pr_distance: str = "float16", batch_size: int = 50):
+                 precision_recall: bool = True, pr_distance: str = "float16", batch_size: int = 50,
+                 device: str | torch.device = "cpu"):
+        """``device``: where the bootstrap's FID/sFID/IS (float64) and Precision/Recall are computed; the metric
+        networks are moved by their owner (the task builds them on the same device)."""
         self.inception = inception
         self.reference = reference
         self.prompts = prompts  # one per class id
@@ -33,6 +36,7 @@ class ImageNetEvaluator:
         self.precision_recall = precision_recall
         self.pr_distance = pr_distance
         self.batch_size = batch_size
+        self.device = torch.device(device)
         self._reference_pool: Optional[np.ndarray] = None
         self._fast: Optional[tuple[FrechetToReference, FrechetToReference]] = None
 
@@ -66,10 +70,11 @@ class ImageNetEvaluator:
 
     def _per_sample(self, predicted: np.ndarray, clip: np.ndarray, labels) -> dict[str, float]:
         out = {}
+        labels = torch.as_tensor(labels).cpu().numpy()
         if self.clip is not None:
             out["clip_score"] = max(float(np.mean(clip)), 0.0)  # torchmetrics' CLIPScore.compute
         if self.classifier is not None:
-            out["class_fidelity"] = float(np.mean(predicted == np.asarray(labels)))
+            out["class_fidelity"] = float(np.mean(predicted == labels))
         return out
 
     def score(self, features, outputs, labels) -> dict[str, float]:
@@ -81,20 +86,26 @@ class ImageNetEvaluator:
         result["is"], result["is_std"], _ = adm_inception_score(logits, IS_SPLIT_SIZE)
         if self.precision_recall:
             result["precision"], result["recall"] = precision_recall(pool, self.reference_pool(), PR_NEIGHBOURS,
-                                                                  distance=self.pr_distance)
+                                                                  self.device, self.pr_distance)
         return {**result, **self._per_sample(predicted, clip, labels)}
 
     def bootstrap_score(self, features, outputs, labels) -> dict[str, float]:
         """The metrics a paired bootstrap resamples: FID/sFID through one symmetric eigen-decomposition each
         (equal to the sqrtm formula to float64 rounding, many times faster), IS, CLIP score, class fidelity.
-        Precision/Recall are left out: duplicated samples in a resample shrink their k-NN radii to zero."""
+        Precision/Recall are left out: duplicated samples in a resample shrink their k-NN radii to zero. FID, sFID
+        and IS are computed in float64 on ``device`` (the inputs may already be there); on the CPU the arithmetic
+        is the same as :meth:`score`'s inputs give (float64 copies of the float32 features)."""
         if self._fast is None:
             r = self.reference
-            self._fast = (FrechetToReference(r.mu, r.sigma), FrechetToReference(r.mu_s, r.sigma_s))
-        pool, spatial, logits, predicted, clip = self._split(features, outputs)
-        result = {"fid": self._fast[0].distance(pool), "sfid": self._fast[1].distance(spatial),
-                  "is": adm_inception_score(logits, IS_SPLIT_SIZE)[0]}
-        return {**result, **self._per_sample(predicted, clip, labels)}
+            self._fast = (FrechetToReference(r.mu, r.sigma, self.device),
+                          FrechetToReference(r.mu_s, r.sigma_s, self.device))
+        features = torch.as_tensor(features).to(self.device, torch.float64)  # (N, 2048 + 2023)
+        outputs = torch.as_tensor(outputs).to(self.device, torch.float64)  # (N, 1008 + 2)
+        per_sample = outputs[:, LOGIT_DIM:].cpu().numpy()  # (N, 2): the classifier's class, the CLIP score
+        result = {"fid": self._fast[0].distance(features[:, :POOL_DIM]),
+                  "sfid": self._fast[1].distance(features[:, POOL_DIM:]),
+                  "is": adm_inception_score(outputs[:, :LOGIT_DIM], IS_SPLIT_SIZE)[0]}
+        return {**result, **self._per_sample(per_sample[:, 0], per_sample[:, 1], labels)}
 
     def protocol_line(self) -> str:
         """How every number was computed, in one line for each result record."""

@@ -45,7 +45,7 @@ class PoseEvaluator:
         return torch.from_numpy(features), torch.from_numpy(outputs)
 
     def _means(self, outputs) -> dict[str, float]:
-        outputs = np.asarray(outputs, dtype=np.float64)
+        outputs = np.asarray(torch.as_tensor(outputs).cpu(), dtype=np.float64)  # (N, 4), from any device
         names = PAIRED_METRICS if self.lpips is not None else PAIRED_METRICS[:3]
         return {name: float(outputs[:, PAIRED_METRICS.index(name)].mean()) for name in names}
 
@@ -56,12 +56,14 @@ class PoseEvaluator:
         return {"fid": pose_fid(np.asarray(features, dtype=np.float64), self.reference), **self._means(outputs)}
 
     def bootstrap_score(self, features, outputs, labels) -> dict[str, float]:
-        """As :meth:`score` with FID through one symmetric eigen-decomposition (equal to float64 rounding)."""
+        """As :meth:`score` with FID through one symmetric eigen-decomposition (equal to float64 rounding), in
+        float64 on the Inception network's device."""
         if self.inception is None:
             return self._means(outputs)
         if self._fast is None:
-            self._fast = FrechetToReference(self.reference.mu, self.reference.sigma)
-        return {"fid": self._fast.distance(np.asarray(features, dtype=np.float64)), **self._means(outputs)}
+            self._fast = FrechetToReference(self.reference.mu, self.reference.sigma, self.inception.device)
+        features = torch.as_tensor(features).to(self._fast.device, torch.float64)  # (N, 2048)
+        return {"fid": self._fast.distance(features), **self._means(outputs)}
 
     def protocol(self) -> dict:
         return {"fid": self.inception.protocol() if self.inception is not None else "off",
