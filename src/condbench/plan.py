@@ -2,7 +2,9 @@
 
 A policy that first acts at step k > 0 follows the baseline's trajectory exactly up to step k, so when
 the baseline is in the plan the runner continues from the baseline's cached state at step k instead of
-recomputing the prefix. ``condbench run --dry-run`` prints the plan with and without that sharing.
+recomputing the prefix. ``condbench run --dry-run`` prints the plan with and without that sharing, and an
+estimate of each cell's scoring: the paired bootstrap recomputes every Frechet distance (FID, sFID...) on each
+resample, whose time ``benchmarks/scoring_cost.py`` measures (``assets/scoring_cost.json``).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .policies import Policy, parse_policy
-from .registry import model_entry
+from .registry import LazyFactory, load_task, model_entry, task_entry
 from .suites import Suite
 
 
@@ -39,6 +41,7 @@ class CellCost:
     shared_steps: int  # prefix steps taken from the baseline's cached states
     per_sample: Optional[int]
     per_sample_planned: Optional[int]
+    scoring: Optional["BootstrapScoring"] = None  # None: no baseline to compare with, or not declared by the task
 
     @property
     def from_scratch(self) -> Optional[int]:
@@ -115,10 +118,81 @@ def _registry_sampler(suite: Suite, model: str) -> tuple[int, int]:
     return int(options.get("num_steps", entry.sampler_steps)), 2 if guided else 1
 
 
+SCORING_TABLE = "scoring_cost.json"  # the shipped measurements of benchmarks/scoring_cost.py, by device type
+
+
+@dataclass(frozen=True)
+class ScoringTable:
+    """Seconds of one resampled Frechet distance on one device: ``per_covariance N d^2 + per_eigen d^3``, fitted
+    to ``benchmarks/scoring_cost.py``'s measurements (the covariance is O(N d^2), R^1/2 S R^1/2 and the symmetric
+    eigen-decomposition O(d^3))."""
+
+    source: str  # the device measured and the date
+    per_covariance: float
+    per_eigen: float
+
+    @classmethod
+    def from_entry(cls, device_type: str, entry: dict) -> "ScoringTable":
+        """Least squares on relative error over the entry's measurements {n, dim, seconds}."""
+        rows = [(r["n"] * r["dim"] ** 2 / r["seconds"], r["dim"] ** 3 / r["seconds"]) for r in entry["measurements"]]
+        uu, uv, vv = (sum(u * u for u, _ in rows), sum(u * v for u, v in rows), sum(v * v for _, v in rows))
+        u1, v1 = sum(u for u, _ in rows), sum(v for _, v in rows)
+        det = uu * vv - uv * uv
+        a, b = (vv * u1 - uv * v1) / det, (uu * v1 - uv * u1) / det
+        if a < 0 or b < 0:  # one term explains the times alone
+            a, b = (u1 / uu, 0.0) if b < 0 else (0.0, v1 / vv)
+        load = f", load average {entry['load_average']}" if "load_average" in entry else ""
+        return cls(f"{entry['device']} ({entry['date']}, {device_type}{load})", a, b)
+
+    def seconds(self, n: int, dim: int) -> float:
+        return self.per_covariance * n * dim ** 2 + self.per_eigen * dim ** 3
+
+    def formula(self) -> str:
+        return f"{self.per_covariance:.3g} N d^2 + {self.per_eigen:.3g} d^3 s"
+
+
+def read_scoring_tables(path: Optional[str | Path] = None) -> dict[str, ScoringTable]:
+    """The measured tables by device type ("cpu", "cuda"): ``path``, else the one shipped with the package."""
+    if path is None:
+        from .tasks import asset_path
+
+        path = asset_path(SCORING_TABLE)
+    entries = json.loads(Path(path).read_text(encoding="utf-8"))
+    return {device: ScoringTable.from_entry(device, entry) for device, entry in entries.items()}
+
+
+@dataclass(frozen=True)
+class BootstrapScoring:
+    """What a cell's paired bootstrap recomputes: ``resamples`` x one Frechet distance per entry of ``dims``
+    (metric -> feature size), on ``device`` (the task's metric device); IS and per-sample means are negligible."""
+
+    resamples: int
+    dims: dict[str, int]
+    device: str
+
+    def seconds(self, samples: int, table: ScoringTable) -> float:
+        return self.resamples * sum(table.seconds(samples, d) for d in self.dims.values())
+
+    def describe(self) -> str:
+        return " + ".join(f"{name} (d {dim})" for name, dim in self.dims.items())
+
+
+def bootstrap_scoring(suite: Suite, task: str) -> Optional[BootstrapScoring]:
+    """The bootstrap work of a cell of ``task``, from its class's ``resampled_frechet_dims`` and its built object's
+    ``device`` (None when the task does not declare the dims)."""
+    factory = task_entry(task).factory
+    dims = getattr(factory.target if isinstance(factory, LazyFactory) else factory, "resampled_frechet_dims", None)
+    if dims is None:
+        return None
+    device = str(getattr(load_task(task, **suite.task_options), "device", "cpu"))
+    return BootstrapScoring(suite.bootstrap, dict(dims), device.split(":")[0])
+
+
 def costs(suite: Suite, cells: list[Cell], samples: int) -> list[CellCost]:
     out = []
     baselines = {(c.task, c.model) for c in cells if c.policy.is_baseline}
     adapters = {model: planning_adapter(suite, model) for model in {c.model for c in cells}}
+    scoring = {task: bootstrap_scoring(suite, task) for task in {task for task, _ in baselines}}
     for cell in cells:
         adapter = adapters[cell.model]
         steps = adapter.sampler_steps if adapter is not None else _registry_sampler(suite, cell.model)[0]
@@ -128,7 +202,8 @@ def costs(suite: Suite, cells: list[Cell], samples: int) -> list[CellCost]:
         else:
             per_step = _registry_sampler(suite, cell.model)[1]
             per_sample, planned = steps * per_step, (steps - shared) * per_step
-        out.append(CellCost(cell, samples, steps, shared, per_sample, planned))
+        out.append(CellCost(cell, samples, steps, shared, per_sample, planned,
+                            scoring.get(cell.task) if (cell.task, cell.model) in baselines else None))
     return out
 
 
@@ -168,10 +243,35 @@ def read_throughput(path: str | Path, precision: str, compile: bool) -> Throughp
 def _duration(seconds: Optional[float]) -> str:
     if seconds is None:
         return "-"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
     return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
 
-def format_plan(plan: list[CellCost], throughput: Optional[Throughput] = None) -> str:
+def scoring_lines(plan: list[CellCost], tables: dict[str, ScoringTable]) -> list[str]:
+    """One line per task whose cells run a paired bootstrap: its estimated time per cell and in all, on the
+    task's metric device (from the CPU table, said so, where that device was not measured)."""
+    lines = []
+    for task in dict.fromkeys(c.cell.task for c in plan if c.scoring is not None):
+        cells = [c for c in plan if c.cell.task == task and c.scoring is not None]
+        work, samples = cells[0].scoring, cells[0].samples
+        table = tables.get(work.device)
+        where = f"on {work.device}"
+        if table is None:
+            table = tables["cpu"]
+            where = (f"{work.device} NOT MEASURED (benchmarks/scoring_cost.py --device {work.device} --write "
+                     f"src/condbench/assets/{SCORING_TABLE} adds it): this is on the CPU")
+        per_cell = work.seconds(samples, table)
+        lines.append(f"scoring estimate for {task} {where}: {work.resamples} bootstrap resamples x "
+                     f"{work.describe()} at N={samples:,} = {_duration(per_cell)} per cell, "
+                     f"{_duration(per_cell * len(cells))} for {len(cells)} cells; one resampled distance = "
+                     f"{table.formula()} measured on {table.source}")
+    return lines
+
+
+def format_plan(plan: list[CellCost], throughput: Optional[Throughput] = None,
+                scoring_tables: Optional[dict[str, ScoringTable]] = None) -> str:
+    """The plan's table and totals; ``scoring_tables`` (default: the shipped measurements) price the bootstrap."""
     def count(value: Optional[int]) -> str:
         return "adaptive" if value is None else f"{value:,}"
 
@@ -193,6 +293,8 @@ def format_plan(plan: list[CellCost], throughput: Optional[Throughput] = None) -
         lines.append(f"projected sampling time {_duration(sum(t for t in times if t is not None))} on one process at "
                      f"the measured rate of {throughput.source}; decoding and feature extraction not included"
                      + (f"; not measured: {', '.join(unmeasured)}" if unmeasured else ""))
+    if any(c.scoring is not None for c in plan):
+        lines += scoring_lines(plan, scoring_tables if scoring_tables is not None else read_scoring_tables())
     if len(known) < len(plan):
         lines.append(f"{len(plan) - len(known)} cells use an adaptive sampler (dopri5): their evaluations are "
                      "known only after the run")

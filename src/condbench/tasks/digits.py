@@ -25,6 +25,7 @@ from ..metrics.frechet import FrechetToReference
 
 NUM_CLASSES = 10
 IMAGE_SIZE = 8
+FEATURE_DIM = 128  # the classifier's penultimate features: the FID space
 CLASS_NAMES = [str(i) for i in range(NUM_CLASSES)]
 
 # The tiny DiT of the digits task: 16 tokens of 2x2 patches, D = 96, learned sigma, a null row for CFG.
@@ -63,8 +64,8 @@ class DigitsClassifier(nn.Module):
         super().__init__()
         self.conv = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, padding=1),
                                   nn.ReLU(), nn.MaxPool2d(2))
-        self.features = nn.Sequential(nn.Flatten(), nn.Linear(64 * 4 * 4, 128), nn.ReLU())
-        self.head = nn.Linear(128, NUM_CLASSES)
+        self.features = nn.Sequential(nn.Flatten(), nn.Linear(64 * 4 * 4, FEATURE_DIM), nn.ReLU())
+        self.head = nn.Linear(FEATURE_DIM, NUM_CLASSES)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images (N, 1, 8, 8) in [-1, 1] -> features (N, 128), logits (N, 10)."""
@@ -137,6 +138,7 @@ class DigitsTask:
     condition_kind = "class"
     default_model = "dit-digits"
     grid_count = 8 * NUM_CLASSES  # samples kept for the report's grids: 8 of every class
+    resampled_frechet_dims = {"fid": FEATURE_DIM}  # what each bootstrap resample recomputes (on the CPU)
     class_names = CLASS_NAMES
 
     def __init__(self, samples_per_class: int = 100, classifier: Optional[str] = None):
