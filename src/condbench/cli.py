@@ -198,13 +198,19 @@ def _cmd_run(args: argparse.Namespace, score_only: bool = False) -> int:
             page = build_report([out], out / "index.html")
             print(f"results: {results}\nreport: {page}")
     except KeyboardInterrupt:
-        from .runner import kept_summary
-
-        print(f"\ncondbench {args.command}: interrupted. Nothing finished is lost; "
-              f"{kept_summary(out, cache_dir)}.\nResume with: {shlex.join(['condbench', *args.argv])}",
-              file=sys.stderr)
+        print(f"\ncondbench {args.command}: interrupted. {_kept_text(out, cache_dir)}.\n"
+              f"Resume with: {shlex.join(['condbench', *args.argv])}", file=sys.stderr)
         return 130
     return 0
+
+
+def _kept_text(out: Path, cache_dir: Optional[Path]) -> str:
+    """What an interrupted run kept. Without the runner imported, no work began; importing it now would import
+    torch again after its interrupted import, which crashes the interpreter."""
+    runner = sys.modules.get(f"{__package__}.runner")
+    if runner is None:
+        return "It stopped before any work began; nothing was changed"
+    return f"Nothing finished is lost; {runner.kept_summary(out, cache_dir)}"
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

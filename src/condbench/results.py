@@ -25,8 +25,7 @@ def _frame(rows: list[dict[str, Any]], fields: tuple[str, ...]) -> "pandas.DataF
     except ImportError:
         raise ImportError("condbench.results needs pandas: pip install 'condbench[tables]' (or pip install pandas)") \
             from None
-    frame = pandas.DataFrame(rows, columns=list(fields))
-    return frame.fillna(value=float("nan")) if len(frame) else frame
+    return pandas.DataFrame(rows, columns=list(fields))
 
 
 def _runs(run_dirs: tuple[str | Path, ...]) -> list[tables.Run]:

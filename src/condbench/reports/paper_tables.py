@@ -95,7 +95,7 @@ LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", 
                  "|": r"\textbar{}", "–": "--", "²": r"\textsuperscript{2}", "↓": r"$\downarrow$",
                  "↑": r"$\uparrow$", "Δ": r"$\Delta$", "τ": r"$\tau$", "·": r"$\cdot$", "★": r"$^\star$",
                  "†": r"$^\dagger$"}
-LATEX_PREAMBLE = ("\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage[utf8]{inputenc}\n"
+LATEX_PREAMBLE = ("\\documentclass{article}\n\\usepackage[utf8]{inputenc}\n"
                   "\\usepackage{booktabs}\n\\usepackage[landscape,margin=1.5cm]{geometry}\n\\begin{document}\n")
 
 
