@@ -11,9 +11,8 @@ import torch
 import yaml
 
 from condbench.cli import main
-from condbench.datasets.vggsound import read_audio
 from condbench.metrics import panns, vggish
-from condbench.metrics.audio import AudioFeatureExtractor, audio_scores, prepare_waveform
+from condbench.metrics.audio import AudioFeatureExtractor, AudioFeatures, audio_scores, load_clip, prepare_waveform
 from condbench.runner import RunOptions, run_suite
 from condbench.suites import load_suite
 
@@ -108,7 +107,7 @@ def test_ground_truth_features_are_computed_once_and_keyed_by_the_sound_files(of
     assert len(cached) == 1
     again = task._truth_features(extractor, weights)  # read back from the cache
     assert np.array_equal(first.panns_logits, again.panns_logits) and len(first) == 2
-    direct = extractor([prepare_waveform(task.clips.audio(i), 16000, 8.0) for i in range(2)])
+    direct = extractor([load_clip(task.clips.audio_path(i), 8.0) for i in range(2)])
     assert np.array_equal(first.panns_logits, direct.panns_logits.astype(np.float32))
     assert np.array_equal(np.stack(first.vggish), np.stack(direct.vggish).astype(np.float32))
     sound = task.clips.audio_path(0)
@@ -116,6 +115,69 @@ def test_ground_truth_features_are_computed_once_and_keyed_by_the_sound_files(of
     task._truth_features(extractor, weights)
     task._truth_features(extractor, {**weights, "panns": "c" * 64})  # other weights
     assert len(list((offline_cache / "vggsound" / "truth_features").iterdir())) == 3
+
+
+def write_recording(path: Path, rate: int, seconds: float, subtype: str, seed: int) -> Path:
+    """A stereo wav as VGGSound's are stored (44.1 or 48 kHz): a tone, noise, a tone near 8 kHz (where resamplers
+    differ most) and a different offset on each channel (the order of mean removal and resampling shows)."""
+    import soundfile
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(rate * seconds)) / rate
+    left = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(len(t)) + 0.1
+    right = 0.2 * np.sin(2 * np.pi * 7500 * t + 1.0) - 0.05 * (t > seconds / 2)
+    soundfile.write(path, np.stack([left, right], axis=1).astype(np.float32), rate, subtype=subtype)
+    return path
+
+
+def test_ground_truth_is_read_exactly_as_load_clip_reads_the_file(offline_cache, tmp_path):
+    """av-benchmark's reading (load_clip, checked bit-exact against it in test_audio_metrics): whole-file mean
+    removed before torchaudio's resampler, clips shorter than the cut scored unpadded."""
+    from condbench.tasks.audio import AudioTask
+
+    sounds = tmp_path / "sounds"
+    sounds.mkdir()
+    recordings = {"hi44k_000000": (44100, 9.5, "PCM_16"), "hi48k_000001": (48000, 9.5, "FLOAT"),
+                  "short_000002": (44100, 5.0, "PCM_16")}
+    for seed, (name, (rate, seconds, subtype)) in enumerate(recordings.items()):
+        write_recording(sounds / f"{name}.wav", rate, seconds, subtype, seed)
+    (tmp_path / "vggsound.csv").write_text("hi44k,0,a,test\nhi48k,1,b,test\nshort,2,c,test\n")
+    task = AudioTask(csv=str(tmp_path / "vggsound.csv"), clip_dir=str(tmp_path / "clips"), audio_dir=str(sounds),
+                     device="cpu")
+    for i, name in enumerate(recordings):
+        assert torch.equal(task.truth_waveform(i), load_clip(sounds / f"{name}.wav", task.clip_seconds)), name
+    assert task.truth_waveform(0).shape == (8 * 16000,) and task.truth_waveform(2).shape == (5 * 16000,)
+
+
+def test_ground_truth_features_of_clips_of_different_lengths_are_cached_as_computed(tmp_path):
+    from condbench.tasks.audio_metrics import load_truth_features, save_truth_features
+
+    rng = np.random.default_rng(0)
+    features = AudioFeatures([rng.standard_normal((8, 128)), rng.standard_normal((5, 128))],
+                             rng.standard_normal((2, 2048)), rng.standard_normal((2, 527)))
+    save_truth_features(tmp_path / "truth.npz", features)
+    loaded = load_truth_features(tmp_path / "truth.npz")
+    assert [v.shape for v in loaded.vggish] == [(8, 128), (5, 128)]
+    for ours, stored in [*zip(loaded.vggish, features.vggish), (loaded.panns_embedding, features.panns_embedding),
+                         (loaded.panns_logits, features.panns_logits)]:
+        assert ours.dtype == np.float64 and np.array_equal(ours, stored.astype(np.float32))
+
+
+def test_the_protocol_says_how_each_side_is_read():
+    from condbench.metrics.audio import AUDIO_PROTOCOL
+    from condbench.metrics.panns import Cnn14
+    from condbench.metrics.vggish import VGGish
+    from condbench.tasks.audio import TRUTH_READING
+    from condbench.tasks.audio_metrics import AudioEvaluator
+
+    truth = AudioFeatures([np.zeros((8, 128))], np.zeros((1, 2048)), np.zeros((1, 527)))
+    evaluator = AudioEvaluator(AudioFeatureExtractor(VGGish(), Cnn14()), truth, ["clip_000000"], 8.0,
+                               truth_reading=TRUTH_READING, weights={"vggish": "a" * 64, "panns": "b" * 64})
+    line = evaluator.protocol_line()
+    assert f"generated clips: the decoder's 16000 Hz waveform read as av-benchmark reads a file " \
+           f"({AUDIO_PROTOCOL['reading']}); ground truth: {TRUTH_READING};" in line
+    assert "whole clip's mean subtracted, before resampling" in line and "shorter clips not padded" in line
+    assert "a clip without a wav: the mp4's audio stream decoded by decord" in line and "swresample" in line
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +200,27 @@ def audible_audioldm_folder(tmp_path_factory) -> Path:
     vae.save_pretrained(root / "vae")
     vocoder.save_pretrained(root / "vocoder")
     return root
+
+
+def test_nan_cavp_features_stop_the_run_with_one_line_naming_the_file(offline_cache, tmp_path, capsys,
+                                                                     audible_audioldm_folder):
+    options = {**write_clip_files(tmp_path), **write_metric_weights(tmp_path), "device": "cpu"}
+    damaged = Path(options["feature_dir"]) / "clipB_000012.npz"
+    with np.load(damaged) as saved:
+        features = saved["arr_0"]
+    features[3, 5] = np.nan
+    np.savez(damaged, features)
+    torch.save(official_state(), tmp_path / "mdsgen_audioldm.pt")
+    config = {k: v for k, v in CONFIG.to_dict().items() if k in ("hidden_size", "depth", "num_heads", "decode_layer")}
+    suite = {"name": "nan-features", "task": "audio", "models": ["mdsgen-b-2"], "policies": ["baseline"],
+             "task_options": options,
+             "model_options": {"mdsgen-b-2": {"ckpt": str(tmp_path / "mdsgen_audioldm.pt"), "model_config": config,
+                                              "num_steps": 4, "decoder": str(audible_audioldm_folder)}}}
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
+    assert main(["run", str(tmp_path / "suite.yaml"), "-o", str(tmp_path / "run")]) == 2
+    message = capsys.readouterr().err.strip()
+    assert message.count("\n") == 0 and "Traceback" not in message, message
+    assert f"{damaged}: arr_0 holds NaN or infinite values" in message and "compute the CAVP features" in message
 
 
 @pytest.fixture(scope="module")
@@ -174,8 +257,7 @@ def test_recorded_metrics_are_the_av_benchmark_scores_of_the_kept_waveforms(audi
     options = suite["task_options"]
     extractor = AudioFeatureExtractor.from_weights(options["vggish_weights"], options["panns_weights"])
     names = [f"{y}_{s:06d}" for y, s, _ in CLIPS]
-    truth = extractor([prepare_waveform(read_audio(Path(options["audio_dir"]) / f"{n}.wav"), 16000) for n in names],
-                      names)
+    truth = extractor([load_clip(Path(options["audio_dir"]) / f"{n}.wav", 8.0) for n in names], names)
     assert [r["policy"] for r in summary["records"]] == suite["policies"]
     for record in summary["records"]:
         with np.load(record["samples_npz"]) as kept:
@@ -189,6 +271,7 @@ def test_recorded_metrics_are_the_av_benchmark_scores_of_the_kept_waveforms(audi
             assert record["metrics"][metric] == pytest.approx(expected[metric], rel=1e-5, abs=1e-6), metric
         assert record["metrics"]["clips"] == 4 and record["metrics"]["vggish_patches"] == 4 * 8
         assert "av-benchmark" in record["protocol"] and "8 s" in record["protocol"]
+        assert "ground truth: {name}.wav of audio_dir read exactly as av-benchmark reads a file" in record["protocol"]
     grid = np.load(root / "run" / "samples_grid.npz")
     with np.load(summary["records"][0]["samples_npz"]) as kept:
         assert np.array_equal(grid[next(iter(grid.files))], kept["arr_0"])  # the report's clips: the first ones

@@ -10,7 +10,7 @@ import torch
 
 from condbench.adapters.cavp import CAVPConfig, CAVPEncoder
 from condbench.datasets.vggsound import (AUDIO_SAMPLES, ClipError, VGGSoundClips, frame_indices, read_audio,
-                                         read_features, read_frames)
+                                         read_features, read_frames, read_sound)
 from condbench.datasets.vggsound_files import VGGSoundClip, read_split
 
 pytest.importorskip("decord")
@@ -116,6 +116,20 @@ def test_audio_from_the_clip_and_from_a_wav_is_16k_mono(clips, tmp_path):
         read_audio(clips / "silent_000000.mp4")
 
 
+def test_sound_is_read_as_stored_from_a_wav_and_at_16k_mono_from_a_clip(clips, tmp_path):
+    stereo = np.random.default_rng(0).uniform(-0.5, 0.5, (48000 * 2, 2)).astype(np.float32)
+    soundfile.write(tmp_path / "stereo.wav", stereo, 48000, subtype="FLOAT")
+    sound, rate = read_sound(tmp_path / "stereo.wav")
+    assert rate == 48000 and torch.equal(sound, torch.from_numpy(stereo.T.copy()))  # (C, L), untouched
+    from_clip, rate = read_sound(clips / "abc-_DEF_12_000030.mp4")
+    assert rate == 16000 and from_clip.shape[0] == 1
+    assert torch.equal(from_clip[0, :AUDIO_SAMPLES], read_audio(clips / "abc-_DEF_12_000030.mp4"))
+    stereo[100, 1] = np.nan
+    soundfile.write(tmp_path / "nan.wav", stereo, 48000, subtype="FLOAT")
+    with pytest.raises(ClipError, match="nan.wav holds NaN or infinite samples"):
+        read_sound(tmp_path / "nan.wav")
+
+
 def test_feature_files(tmp_path):
     good = np.random.default_rng(0).standard_normal((40, 512)).astype(np.float32)
     np.savez(tmp_path / "good.npz", good)
@@ -131,6 +145,14 @@ def test_feature_files(tmp_path):
         read_features(tmp_path / "named.npz")
     with pytest.raises(ClipError, match="not found"):
         read_features(tmp_path / "none.npz")
+    damaged = good.copy()
+    damaged[31, 7] = np.nan  # in the 32 frames MDSGen reads
+    np.savez(tmp_path / "nan.npz", damaged)
+    with pytest.raises(ClipError, match=r"nan.npz: arr_0 holds NaN or infinite values in its first 32 frames"):
+        read_features(tmp_path / "nan.npz")
+    damaged[31, 7], damaged[35, 0] = 0.0, np.inf  # past the frames MDSGen reads: not used, not refused
+    np.savez(tmp_path / "late.npz", damaged)
+    assert torch.isfinite(read_features(tmp_path / "late.npz")).all()
 
 
 def test_dataset_gives_features_from_files_or_the_encoder_and_lists_missing_files(clips, tmp_path):
@@ -145,4 +167,5 @@ def test_dataset_gives_features_from_files_or_the_encoder_and_lists_missing_file
     encoded = data.features(0, encoder)
     assert encoded.shape == (32, 512) and torch.allclose(encoded.norm(dim=-1), torch.ones(32))
     assert data.missing() == [clips / "absent_000001.mp4"]  # features precomputed, but no sound for it
-    assert data.audio(0).shape == (AUDIO_SAMPLES,)
+    sound, rate = data.sound(0)  # no wav folder: the clip's own audio stream
+    assert sound.shape[0] == 1 and sound.shape[1] >= 10 * 16000 - 1024 and rate == 16000

@@ -11,9 +11,9 @@ RGB, resized to 224x224 with PIL bilinear, ``ToTensor`` to [0, 1], no mean/std. 
 ffmpeg's ``fps=4`` filter; here frames come through decord, each picked as the decoded frame whose timestamp is
 nearest k / 4 s (decord has no fps argument), indices clamped to the clip's last frame (decord can hang when
 asked for frames past the real end, dmlc/decord#373). The encoder sees up to 40 frames (the whole 10 s clip, as
-MDSGen's shipped features were computed) and MDSGen keeps the first 32 (8 s). Audio: 16 kHz mono, the first
-8.16 s (130,560 samples, MDSGen's ``truncate``), from ``{name}.wav`` when present (soundfile, librosa to
-resample), else from the clip's audio stream through decord's ``AudioReader``.
+MDSGen's shipped features were computed) and MDSGen keeps the first 32 (8 s). Sound (:func:`read_sound`): ``{name}.wav`` when present,
+read as stored (soundfile, as ``torchaudio.load`` reads it: the metrics prepare it as av-benchmark does), else
+the clip's audio stream through decord's ``AudioReader`` (:data:`VIDEO_SOUND_READING`).
 """
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..metrics.audio import read_audio as read_audio_file
+from ..metrics.resample import resample
 from .vggsound_files import FEATURE_DIM, FRAMES, ClipError, VGGSoundClipFiles
 
 FPS = 4
@@ -30,6 +32,9 @@ FRAME_SIZE = 224
 SAMPLE_RATE = 16000
 AUDIO_SAMPLES = 130560  # 8.16 s, MDSGen's ``truncate``
 CLIP_SECONDS = AUDIO_SAMPLES / SAMPLE_RATE
+SOUND_FILE_SUFFIXES = (".wav", ".flac")  # read as stored; any other file is a video whose audio stream decord reads
+VIDEO_SOUND_READING = ("the mp4's audio stream decoded by decord 0.6 (its bundled FFmpeg), downmixed and "
+                       "resampled to 16 kHz mono by FFmpeg's swresample (decord gives no native-rate read), as float")
 
 
 def _open_video(path: Path):
@@ -87,39 +92,48 @@ def read_frames(path: str | Path, max_frames: int = CONTEXT_FRAMES, min_frames: 
     return torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 255.0  # (T, 3, size, size)
 
 
-def read_audio(path: str | Path, samples: int = AUDIO_SAMPLES) -> torch.Tensor:
-    """The first ``samples`` of a clip's sound at 16 kHz mono: (samples,) float32 in [-1, 1].
+def read_sound(path: str | Path) -> tuple[torch.Tensor, int]:
+    """A clip's sound as stored, for the metrics to prepare: (C, L) float32 and its sample rate.
 
-    ``.wav``/``.flac`` files are read with soundfile (resampled with librosa if needed); video files through
-    decord's AudioReader.
+    ``.wav``/``.flac`` files are read with soundfile as ``torchaudio.load`` reads them (integer PCM scaled to
+    [-1, 1)); any other file is a video whose audio stream decord reads (:data:`VIDEO_SOUND_READING`).
     """
     path = Path(path)
     if not path.is_file():
         raise ClipError(f"audio not found: {path.resolve()}")
-    if path.suffix.lower() in (".wav", ".flac"):
-        import soundfile
-
+    if path.suffix.lower() in SOUND_FILE_SUFFIXES:
         try:
-            audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # (L, channels)
-        except Exception as error:
-            raise ClipError(f"cannot read audio from {path}: {error}") from None
-        audio = audio.mean(axis=1)
-        if rate != SAMPLE_RATE:
-            import librosa
-
-            audio = librosa.resample(audio, orig_sr=rate, target_sr=SAMPLE_RATE)
+            sound, rate = read_audio_file(path)
+        except ValueError as error:  # the message names the file
+            raise ClipError(f"{error}; write the sound again as a .wav") from None
     else:
-        from decord import AudioReader, cpu
+        sound, rate = _read_video_sound(path), SAMPLE_RATE
+    if not torch.isfinite(sound).all():
+        raise ClipError(f"{path} holds NaN or infinite samples; write the sound again")
+    return sound, rate
 
-        try:
-            audio = AudioReader(str(path), ctx=cpu(0), sample_rate=SAMPLE_RATE, mono=True)[:].asnumpy()[0]  # (L,)
-        except Exception as error:  # decord's DECORDError for a clip without sound or a damaged one
-            raise ClipError(f"cannot read the audio stream of {path}: {str(error).splitlines()[0]}. The clip has no "
-                            "sound or is damaged; download it again, or put the sound beside it as a .wav") from None
+
+def _read_video_sound(path: Path) -> torch.Tensor:
+    """The audio stream of a video file at 16 kHz mono through decord: (1, L) float32."""
+    from decord import AudioReader, cpu
+
+    try:
+        audio = AudioReader(str(path), ctx=cpu(0), sample_rate=SAMPLE_RATE, mono=True)[:].asnumpy()  # (1, L)
+    except Exception as error:  # decord's DECORDError for a clip without sound or a damaged one
+        raise ClipError(f"cannot read the audio stream of {path}: {str(error).splitlines()[0]}. The clip has no "
+                        "sound or is damaged; download it again, or put the sound beside it as a .wav") from None
+    return torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+
+
+def read_audio(path: str | Path, samples: int = AUDIO_SAMPLES) -> torch.Tensor:
+    """The first ``samples`` of a clip's sound at 16 kHz mono: (samples,) float32 (mean of the channels,
+    resampled with torchaudio's defaults if stored at another rate); a shorter sound is refused."""
+    sound, rate = read_sound(path)
+    audio = resample(sound.mean(dim=0), rate, SAMPLE_RATE)  # (L,)
     if len(audio) < samples:
         raise ClipError(f"{path} holds {len(audio) / SAMPLE_RATE:.2f} s of sound, shorter than the "
                         f"{samples / SAMPLE_RATE:.2f} s compared with MDSGen's output")
-    return torch.from_numpy(np.ascontiguousarray(audio[:samples], dtype=np.float32))
+    return audio[:samples].contiguous()
 
 
 def read_features(path: str | Path, frames: int = FRAMES) -> torch.Tensor:
@@ -136,6 +150,9 @@ def read_features(path: str | Path, frames: int = FRAMES) -> torch.Tensor:
     if feats.ndim != 2 or feats.shape[1] != FEATURE_DIM or feats.shape[0] < frames:
         raise ClipError(f"{path}: arr_0 has shape {feats.shape}, expected (T, {FEATURE_DIM}) with T >= {frames} "
                         f"(CAVP features at 4 fps)")
+    if not np.isfinite(feats[:frames]).all():
+        raise ClipError(f"{path}: arr_0 holds NaN or infinite values in its first {frames} frames (the file is "
+                        "damaged); compute the CAVP features of the clip again")
     return torch.from_numpy(np.ascontiguousarray(feats[:frames], dtype=np.float32))
 
 
@@ -146,9 +163,9 @@ class VGGSoundClips(VGGSoundClipFiles):
         """(T, 3, 224, 224) in [0, 1], 4 fps from the clip start, 32 <= T <= 40."""
         return read_frames(self.video_path(index))
 
-    def audio(self, index: int) -> torch.Tensor:
-        """The ground-truth sound (130560,) at 16 kHz mono."""
-        return read_audio(self.audio_path(index))
+    def sound(self, index: int) -> tuple[torch.Tensor, int]:
+        """The clip's ground-truth sound as stored, (C, L) float32, and its rate (:func:`read_sound`)."""
+        return read_sound(self.audio_path(index))
 
     def features(self, index: int, encoder=None) -> torch.Tensor:
         """CAVP features (32, 512): the precomputed file when there is one, else ``encoder.encode`` of the frames."""

@@ -38,9 +38,9 @@ AUDIO_PROTOCOL: dict = {
     "reference": AV_BENCHMARK,
     "sample_rate": SAMPLE_RATE,
     "clip_seconds": CLIP_SECONDS,
-    "reading": "mono = mean of channels; the clip's mean subtracted; resampled to 16 kHz with torchaudio's "
-               "Resample defaults (Hann-windowed sinc, 6 zero crossings, rolloff 0.99); first clip_seconds kept, "
-               "shorter clips not padded",
+    "reading": "mono = mean of channels; the whole clip's mean subtracted, before resampling; resampled to 16 kHz "
+               "with torchaudio's Resample defaults (Hann-windowed sinc, 6 zero crossings, rolloff 0.99); first "
+               "clip_seconds kept, shorter clips not padded",
     "fd_vgg": "Frechet distance of VGGish embeddings (vggish-10086976.pth, PCA off, last ReLU removed), one 128-d "
               "sample per non-overlapping 0.96 s patch of every clip",
     "fd_panns": "Frechet distance of PANNs Cnn14 16 kHz embeddings (Cnn14_16k_mAP=0.438.pth, ReLU(fc1), 2048-d), "

@@ -4,9 +4,10 @@ Sample i is clip i of the split (csv order; ``num_clips`` keeps the first N). It
 features (32, 512): a precomputed ``{name}.npz`` in ``feature_dir`` when there is one, else CAVP run on the
 clip's frames, saved once per clip under ``$CONDBENCH_CACHE/vggsound/cavp/<checkpoint sha256>/`` (features do
 not depend on the policy). The Table-1 statistics of c run over the same clips. Generated sound is compared
-with the clip's own sound (``{name}.wav`` in ``audio_dir``, else the clip's audio stream), both cut to
-``clip_seconds`` (8 s: av-benchmark's VGGSound length; 8.16 s, MDSGen's full output, is the other choice). The
-ground truth's metric features are computed once and cached (keyed by the sound files, the cut and the weights).
+with the clip's own sound (``{name}.wav`` in ``audio_dir``, else the clip's audio stream), both read as
+av-benchmark reads a file (:data:`TRUTH_READING`) and cut to ``clip_seconds`` (8 s: av-benchmark's VGGSound
+length; 8.16 s, MDSGen's full output, is the other choice). The ground truth's metric features are computed once
+and cached (keyed by the sound files, the reading, the cut and the weights).
 """
 from __future__ import annotations
 
@@ -19,12 +20,18 @@ import numpy as np
 import torch
 
 from ..checkpoints import file_sha256
-from ..datasets.vggsound import VGGSoundClips, read_features
+from ..datasets.vggsound import VIDEO_SOUND_READING, VGGSoundClips, read_features
 from ..hub import offline
-from ..metrics.audio import CLIP_SECONDS, IS_SPLITS, SAMPLE_RATE, AudioFeatures, prepare_waveform
-from ..storage import atomic_save_npz
+from ..metrics.audio import AUDIO_PROTOCOL, CLIP_SECONDS, IS_SPLITS, SAMPLE_RATE, AudioFeatures, prepare_waveform
 from .audio_files import AudioFiles, vggsound_root
-from .audio_metrics import AudioEvaluator, pack, unpack
+from .audio_metrics import AudioEvaluator, load_truth_features, save_truth_features
+
+TRUTH_READING = ("{name}.wav of audio_dir read exactly as av-benchmark reads a file (condbench's load_clip, checked "
+                 "bit-exact against av-benchmark's reader: soundfile as torchaudio.load, then the steps above; a clip "
+                 "shorter than the cut is scored as it is, unpadded); a clip without a wav: "
+                 f"{VIDEO_SOUND_READING}, then the same steps from the mean removal on (the whole stream's mean, the "
+                 "first clip_seconds): close to, not bit-exact with, av-benchmark on a wav extracted from the clip, "
+                 "which it would resample with torchaudio's resampler")
 
 
 class AudioTask(AudioFiles):
@@ -130,24 +137,28 @@ class AudioTask(AudioFiles):
             extractor = AudioFeatureExtractor.from_weights(vggish, panns, self.device, download=not offline())
             weights = {"vggish": file_sha256(vggish), "panns": file_sha256(panns)}
             self._evaluator = AudioEvaluator(extractor, self._truth_features(extractor, weights), self.clip_ids(),
-                                             self.clip_seconds, is_splits=self.is_splits, weights=weights)
+                                             self.clip_seconds, truth_reading=TRUTH_READING,
+                                             is_splits=self.is_splits, weights=weights)
         return self._evaluator
+
+    def truth_waveform(self, index: int) -> torch.Tensor:
+        """Clip ``index``'s ground truth as av-benchmark reads a file (a wav: exactly
+        :func:`~condbench.metrics.audio.load_clip`): (L,) float32 at 16 kHz, L <= 16000 * clip_seconds."""
+        return prepare_waveform(*self.clips.sound(index), seconds=self.clip_seconds)
 
     def _truth_features(self, extractor, weights: dict) -> AudioFeatures:
         """The ground-truth clips' VGGish / Cnn14 features, computed once and cached under
         ``$CONDBENCH_CACHE/vggsound/truth_features/``, keyed by every clip's sound file (path, size, modification
-        time), the cut and the weights' sha256 (they do not depend on the model or the policy)."""
+        time), how it is read, the cut and the weights' sha256 (they do not depend on the model or the policy)."""
         files = [self.clips.audio_path(i) for i in range(len(self.clips))]
         key = json.dumps({"files": [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files],
-                          "clip_seconds": self.clip_seconds, "sample_rate": SAMPLE_RATE, "weights": weights})
+                          "reading": [AUDIO_PROTOCOL["reading"], TRUTH_READING], "clip_seconds": self.clip_seconds,
+                          "sample_rate": SAMPLE_RATE, "weights": weights})
         path = vggsound_root() / "truth_features" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz"
         if not path.is_file():
-            truth = [prepare_waveform(self.clips.audio(i), SAMPLE_RATE, self.clip_seconds) for i in range(len(files))]
-            features, logits = pack(extractor(truth))
             path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_save_npz(path, {"features": features.numpy(), "logits": logits.numpy()})
-        with np.load(path) as cached:  # the same float32 values whether just computed or cached
-            return unpack(cached["features"], cached["logits"])
+            save_truth_features(path, extractor([self.truth_waveform(i) for i in range(len(files))]))
+        return load_truth_features(path)  # the same float32 values whether just computed or cached
 
     def describe(self) -> dict:
         return {"task": self.name, "split": self.split, "num_samples": self.num_samples, "csv": str(self.csv),

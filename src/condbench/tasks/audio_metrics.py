@@ -18,6 +18,7 @@ from ..metrics.audio import (AUDIO_PROTOCOL, IS_SPLITS, SAMPLE_RATE, AudioFeatur
                              audio_scores, kl_per_clip, panns_inception_score, prepare_waveform)
 from ..metrics.frechet import FrechetToReference
 from ..metrics.vggish import EMBEDDING_DIM
+from ..storage import atomic_save_npz
 
 PANNS_DIM = 2048
 
@@ -38,18 +39,35 @@ def unpack(features, logits, clip_ids: Optional[Sequence[str]] = None) -> AudioF
                          None if clip_ids is None else list(clip_ids))
 
 
+def save_truth_features(path, features: AudioFeatures) -> None:
+    """Ground-truth features in one ``.npz``: clips may differ in length (av-benchmark keeps clips shorter than
+    the cut unpadded), so their VGGish patches are stored end to end with each clip's patch count (float32)."""
+    atomic_save_npz(path, {"vggish": np.concatenate(features.vggish).astype(np.float32),  # (sum P_i, 128)
+                           "patches": np.array([len(v) for v in features.vggish], dtype=np.int64),  # (N,)
+                           "panns_embedding": features.panns_embedding.astype(np.float32),  # (N, 2048)
+                           "logits": features.panns_logits.astype(np.float32)})  # (N, 527)
+
+
+def load_truth_features(path) -> AudioFeatures:
+    """The inverse of :func:`save_truth_features` (float64)."""
+    with np.load(path) as saved:
+        vggish = np.split(saved["vggish"].astype(np.float64), np.cumsum(saved["patches"])[:-1])
+        return AudioFeatures(vggish, saved["panns_embedding"].astype(np.float64), saved["logits"].astype(np.float64))
+
+
 class AudioEvaluator:
     """FD_VGG, FD_PANNs, KL and IS of generated clips against the ground truth of the same clips (av-benchmark)."""
 
     def __init__(self, extractor: AudioFeatureExtractor, ground_truth: AudioFeatures, clip_ids: Sequence[str],
-                 clip_seconds: float, sample_rate: int = SAMPLE_RATE, is_splits: int = IS_SPLITS,
-                 batch_size: int = 16, weights: Optional[dict] = None):
+                 clip_seconds: float, *, truth_reading: str, sample_rate: int = SAMPLE_RATE,
+                 is_splits: int = IS_SPLITS, batch_size: int = 16, weights: Optional[dict] = None):
         if len(ground_truth) != len(clip_ids):
             raise ValueError(f"{len(ground_truth)} ground-truth clips for {len(clip_ids)} clip ids")
         self.extractor = extractor
         self.ground_truth = ground_truth  # in clip-index order
         self.clip_ids = list(clip_ids)
         self.clip_seconds = clip_seconds
+        self.truth_reading = truth_reading  # how the ground truth was read, for the protocol
         self.sample_rate = sample_rate
         self.is_splits = is_splits
         self.batch_size = batch_size
@@ -102,13 +120,16 @@ class AudioEvaluator:
                 "is": panns_inception_score(generated.panns_logits[by_name], self.is_splits)[0]}
 
     def protocol(self) -> dict:
-        return dict(AUDIO_PROTOCOL, clip_seconds=self.clip_seconds, is_splits=self.is_splits, weights=self.weights)
+        return dict(AUDIO_PROTOCOL, clip_seconds=self.clip_seconds, is_splits=self.is_splits, weights=self.weights,
+                    truth_reading=self.truth_reading)
 
     def protocol_line(self) -> str:
         """How every number was computed, in one line for each result record."""
         p = self.protocol()
         weights = ", ".join(f"{k} sha256 {v[:16]}" for k, v in self.weights.items())
         return (f"av-benchmark protocol ({p['reference']}), our VGGish/Cnn14 ports ({weights}); clips cut to "
-                f"{self.clip_seconds:g} s at {p['sample_rate']} Hz; FD_VGG: {p['fd_vgg']}; FD_PANNs: {p['fd_panns']}; "
+                f"{self.clip_seconds:g} s at {p['sample_rate']} Hz; generated clips: the decoder's {self.sample_rate} Hz "
+                f"waveform read as av-benchmark reads a file ({p['reading']}); ground truth: {p['truth_reading']}; "
+                f"FD_VGG: {p['fd_vgg']}; FD_PANNs: {p['fd_panns']}; "
                 f"KL: {p['kl']}; IS: {p['is']}; generated clip i paired with ground-truth clip i; paired-bootstrap "
                 "intervals resample clips with FD against the whole ground-truth set (eigenvalue form)")
