@@ -23,8 +23,13 @@ from pathlib import Path
 from shared_env import BIN, ENV, ROOT
 
 PACKAGE = "condbench"
-# the quickstart's first cell: its baseline on 1 sample per class (10 samples; about a minute on 2 cores)
-FIRST_CELL = ["run", "quickstart", "--policies", "baseline", "--samples-per-class", "1"]
+# The quickstart's first cell: its baseline on 1 sample per class (10 samples), from the wheel's quickstart suite
+# without the block-diversity probe (which runs whatever --policies selects: 4 policies, two thirds of the time).
+FIRST_CELL = ["--policies", "baseline", "--samples-per-class", "1"]
+# run by the fresh environment's Python: prints where the suite came from, writes it without the probe to argv[1]
+SUITE_WITHOUT_PROBE = ("import sys, yaml; from condbench.suites import suite_path; path = suite_path('quickstart'); "
+                       "suite = yaml.safe_load(path.read_text()); suite.pop('blocks', None); "
+                       "open(sys.argv[1], 'w').write(yaml.safe_dump(suite, sort_keys=False)); print(path)")
 SDIST_EXTRAS = ["pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md", "CITATION.cff"]
 
 
@@ -41,18 +46,27 @@ def run(command: list, **kwargs) -> subprocess.CompletedProcess:
     return done
 
 
-def package_files() -> list[str]:
-    """The package's files as the repository tracks them, relative to src/ (e.g. condbench/suites/quickstart.yaml)."""
-    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", f"src/{PACKAGE}"], capture_output=True)
-    if listed.returncode == 0 and listed.stdout:
-        return sorted(name[len("src/"):] for name in listed.stdout.decode().split("\0") if name)
-    return sorted(str(path.relative_to(ROOT / "src")) for path in (ROOT / "src" / PACKAGE).rglob("*")
-                  if path.is_file() and "__pycache__" not in path.parts)
+def source_files() -> list[str]:
+    """The working tree's files that git tracks or would track (ignored build leftovers such as build/ and a stale
+    *.egg-info left out: setuptools would put the files an old SOURCES.txt lists into the sdist), relative."""
+    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True)
+    if listed.returncode != 0:
+        raise CheckFailed(f"{ROOT} is not a git checkout: the check builds from the files git would commit")
+    return sorted(name for name in listed.stdout.decode().split("\0") if name and (ROOT / name).is_file())
 
 
-def build(out: Path) -> tuple[Path, Path]:
-    """The sdist of the working tree, and the wheel built from that sdist (not from the tree)."""
-    run([sys.executable, "-m", "build", "--quiet", "--sdist", "--outdir", out, ROOT])
+def copy_tree(files: list[str], to: Path) -> Path:
+    """A copy of the given files of the working tree, to build from."""
+    for name in files:
+        (to / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, to / name)
+    return to
+
+
+def build(tree: Path, out: Path) -> tuple[Path, Path]:
+    """The sdist of the tree, and the wheel built from that sdist (not from the tree)."""
+    run([sys.executable, "-m", "build", "--quiet", "--sdist", "--outdir", out, tree])
     (sdist,) = out.glob("*.tar.gz")
     run([sys.executable, "-m", "build", "--quiet", "--wheel", "--outdir", out, sdist])
     (wheel,) = out.glob("*.whl")
@@ -69,7 +83,7 @@ def missing(expected: list[str], present: set[str], archive: Path) -> None:
 
 
 def check_contents(sdist: Path, wheel: Path, files: list[str]) -> None:
-    """Every tracked package file is in the sdist and in the wheel; the sdist has the project's own files."""
+    """Every package file is in the sdist and in the wheel; the sdist has the project's own files."""
     with tarfile.open(sdist) as archive:
         top = sdist.name[:-len(".tar.gz")]
         in_sdist = {name[len(top) + 1:] for name in archive.getnames() if name.startswith(top + "/")}
@@ -77,7 +91,7 @@ def check_contents(sdist: Path, wheel: Path, files: list[str]) -> None:
     with zipfile.ZipFile(wheel) as archive:
         in_wheel = set(archive.namelist())
     missing(files, in_wheel, wheel)
-    print(f"contents: the {len(files)} tracked package files are in {sdist.name} and {wheel.name}", flush=True)
+    print(f"contents: the {len(files)} package files are in {sdist.name} and {wheel.name}", flush=True)
 
 
 def shared_site_packages() -> list[str]:
@@ -104,18 +118,28 @@ def fresh_env(where: Path, wheel: Path) -> Path:
     return bin_dir
 
 
+def from_wheel(printed: str, bin_dir: Path, what: str) -> None:
+    """Fail unless the path a fresh-environment command printed lies inside that environment."""
+    if not Path(printed).resolve().is_relative_to(bin_dir.parent.resolve()):
+        raise CheckFailed(f"{what} came from {printed}, not from the wheel in {bin_dir.parent}")
+    print(f"{what} comes from the wheel ({printed})", flush=True)
+
+
 def run_first_cell(bin_dir: Path, work: Path) -> None:
-    """From a folder outside the source tree: condbench must be the wheel's, and the quickstart's first cell runs."""
+    """From a folder outside the source tree: condbench and its quickstart suite must be the wheel's, and the
+    quickstart's first cell runs."""
     env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update(HF_HUB_OFFLINE="1", CONDBENCH_OFFLINE="1", PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1",
                VIRTUAL_ENV=str(bin_dir.parent), PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}")
-    where = run([bin_dir / "python", "-c", f"import {PACKAGE}; print({PACKAGE}.__file__)"], cwd=work, env=env,
-                capture_output=True, text=True).stdout.strip()
-    if not Path(where).resolve().is_relative_to(bin_dir.parent.resolve()):
-        raise CheckFailed(f"{PACKAGE} was imported from {where}, not from the wheel in {bin_dir.parent}")
-    print(f"import: {PACKAGE} comes from the wheel ({where})", flush=True)
+    printed = run([bin_dir / "python", "-c", f"import {PACKAGE}; print({PACKAGE}.__file__)"], cwd=work, env=env,
+                  capture_output=True, text=True).stdout.strip()
+    from_wheel(printed, bin_dir, PACKAGE)
+    suite = work / "quickstart-first-cell.yaml"
+    printed = run([bin_dir / "python", "-c", SUITE_WITHOUT_PROBE, suite], cwd=work, env=env, capture_output=True,
+                  text=True).stdout.strip()
+    from_wheel(printed, bin_dir, "the quickstart suite")
     out = work / "run"
-    run([bin_dir / PACKAGE, *FIRST_CELL, "-o", out], cwd=work, env=env)
+    run([bin_dir / PACKAGE, "run", suite, *FIRST_CELL, "-o", out], cwd=work, env=env)
     for name in ("results.json", "index.html"):
         if not (out / name).is_file():
             raise CheckFailed(f"the first cell wrote no {out / name}")
@@ -128,8 +152,9 @@ def main() -> int:
     args = parser.parse_args()
     temp = Path(tempfile.mkdtemp(prefix="condbench-wheel-"))
     try:
-        sdist, wheel = build(temp / "dist")
-        check_contents(sdist, wheel, package_files())
+        files = source_files()
+        sdist, wheel = build(copy_tree(files, temp / "tree"), temp / "dist")
+        check_contents(sdist, wheel, [name[len("src/"):] for name in files if name.startswith(f"src/{PACKAGE}/")])
         work = temp / "work"
         work.mkdir()
         run_first_cell(fresh_env(temp / "venv", wheel), work)
