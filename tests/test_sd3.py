@@ -6,6 +6,8 @@ matter, but AdaLN-style layers are re-drawn anyway so that c reaches the output)
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -49,6 +51,36 @@ def embedding_table(seed: int = 2) -> PromptEmbeddingTable:
     g = torch.Generator().manual_seed(seed)
     return PromptEmbeddingTable({p: (torch.randn(SEQ, JOINT, generator=g), torch.randn(POOLED, generator=g))
                                  for p in PROMPTS + [""]})
+
+
+def tiny_text_encoder(hidden: int, projection: int, seed: int) -> "transformers.CLIPTextModelWithProjection":
+    """A CLIP text tower with random weights over the tiny tokenizer's 514 tokens (77 positions)."""
+    import transformers
+
+    torch.manual_seed(seed)
+    return transformers.CLIPTextModelWithProjection(transformers.CLIPTextConfig(
+        vocab_size=514, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2, num_attention_heads=2,
+        projection_dim=projection, max_position_embeddings=77, bos_token_id=512, eos_token_id=513,
+        pad_token_id=513)).eval()
+
+
+def save_tiny_pipeline(folder: Path) -> Path:
+    """A complete SD3.5-style diffusers folder without T5 (model_index.json, transformer, VAE, scheduler, CLIP-L and
+    CLIP-G with their tokenizers), every weight random and stored in float32, written by the pipeline itself.
+
+    The text towers' widths fit the transformer: pooled 8 + 16 = POOLED, hidden 16 + 16 = JOINT."""
+    from transformers import CLIPTokenizer
+
+    from .test_clip_score import save_tiny_clip
+
+    save_tiny_clip(folder / "clip")  # its byte-level tokenizer, CLIP's 77 positions
+    tokenizer = CLIPTokenizer.from_pretrained(folder / "clip", model_max_length=77)
+    StableDiffusion3Pipeline(transformer=tiny_transformer(sd35=True), vae=tiny_vae(),
+                             scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+                             text_encoder=tiny_text_encoder(16, 8, seed=3), tokenizer=tokenizer,
+                             text_encoder_2=tiny_text_encoder(16, 16, seed=4), tokenizer_2=tokenizer,
+                             text_encoder_3=None, tokenizer_3=None).save_pretrained(folder)
+    return folder
 
 
 def make_adapter(sd35: bool = False, cfg_scale: float = 7.0) -> SD3Adapter:

@@ -16,7 +16,8 @@ from typing import Any, Optional, Sequence
 
 import torch
 
-from condbench.adapters.sd3 import CachedPromptEncoder, PromptEmbeddingTable, SD3Adapter, folder_fingerprint
+from condbench.adapters.sd3 import (CachedPromptEncoder, PromptEmbeddingTable, SD3Adapter, folder_fingerprint,
+                                    load_network, text_encoders_in_dtype)
 from condbench.checkpoints import CheckpointNotFoundError
 from condbench.hub import offline
 from condbench.contract import ContractCase, randomize_
@@ -37,6 +38,7 @@ class FluxPromptEncoder:
             from diffusers import FluxPipeline
 
             self._pipe = FluxPipeline.from_pretrained(self.folder, transformer=None, vae=None, torch_dtype=self.dtype)
+            text_encoders_in_dtype(self._pipe, self.dtype)
         pairs = [self._pipe.encode_prompt(p, max_sequence_length=self.max_sequence_length)[:2] for p in prompts]
         return torch.cat([e for e, _ in pairs]), torch.cat([p for _, p in pairs])  # (N, L, 4096), (N, 768)
 
@@ -120,8 +122,8 @@ def load_flux(ckpt: Optional[str] = None, device: str = "cpu", dtype: str = "bfl
         raise CheckpointNotFoundError(f"flux-schnell: {folder} is not a FLUX diffusers folder (no transformer/); "
                                       f"download https://huggingface.co/{REPO} and pass --ckpt FOLDER")
     torch_dtype = getattr(torch, dtype)
-    transformer = FluxTransformer2DModel.from_pretrained(folder, subfolder="transformer", torch_dtype=torch_dtype)
-    vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch_dtype)
+    transformer = load_network(FluxTransformer2DModel, folder, "transformer", torch_dtype)
+    vae = load_network(AutoencoderKL, folder, "vae", torch_dtype)
     scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(folder, subfolder="scheduler")
     encoder = encoder or CachedPromptEncoder(FluxPromptEncoder(folder, torch_dtype, max_sequence_length))
     checkpoint = {"repo": REPO, "path": str(folder.resolve()), "files_sha256": folder_fingerprint(folder, PARTS)}

@@ -15,6 +15,10 @@ dtypes; ``tests/test_sd3.py`` proves the samples bit-identical to ``StableDiffus
 random components. The own loop is what lets a late-acting policy continue from the baseline's state at
 step k (``start``/``keep_states``): flow-match Euler draws no noise after the first latents.
 
+Every network runs in the one dtype the record names (the release's, or the model option ``dtype``): diffusers
+without accelerate loads SD3's transformer in float32 whatever ``torch_dtype`` asks, so the loader checks each
+network after loading and casts it (:func:`in_dtype`).
+
 Prompt embeddings (CLIP-L, CLIP-G, T5-XXL) do not depend on the policy: each prompt is encoded once, alone
 (so its embedding never depends on the batch it came in), and cached on disk (:class:`CachedPromptEncoder`).
 """
@@ -66,6 +70,52 @@ def folder_fingerprint(folder: Path, parts: Sequence[str]) -> dict[str, str]:
         tmp.write_text(json.dumps(memo))
         tmp.replace(memo_path)
     return out
+
+
+# --------------------------------------------------------------------------------------------- dtypes
+
+
+def _kept_in_float32(network: torch.nn.Module, name: str) -> bool:
+    """Whether parameter ``name`` lies in a module the network's class keeps in float32 (transformers' T5 ``wo``
+    under float16), matched as transformers matches it: a module name among the name's dotted parts."""
+    return any(module in name.split(".") for module in getattr(network, "_keep_in_fp32_modules", None) or ())
+
+
+def parameter_dtypes(network: torch.nn.Module) -> set[torch.dtype]:
+    """The dtypes of a network's floating parameters, leaving out those its class keeps in float32."""
+    return {p.dtype for name, p in network.named_parameters()
+            if p.is_floating_point() and not (_kept_in_float32(network, name) and p.dtype == torch.float32)}
+
+
+def dtype_name(network: torch.nn.Module) -> str:
+    """A network's dtype as records write it ("torch.bfloat16"; "torch.bfloat16+torch.float32" when mixed)."""
+    return "+".join(sorted(str(d) for d in parameter_dtypes(network)))
+
+
+def in_dtype(network: torch.nn.Module, dtype: torch.dtype, name: str) -> torch.nn.Module:
+    """``network`` (cast in place) with its floating parameters in ``dtype``, whatever its loader did: diffusers
+    without accelerate leaves SD3's transformer in float32 whatever ``torch_dtype`` asks, while the VAE and text
+    encoders take it, so the run would use a dtype other than the one it records. A network whose class keeps
+    some modules in float32 is not cast (that would undo them): it is refused, naming the remedy."""
+    if parameter_dtypes(network) == {dtype}:
+        return network
+    if getattr(network, "_keep_in_fp32_modules", None):
+        raise ValueError(f"{name} loaded in {dtype_name(network)}, not {dtype}, and it keeps some modules in float32, "
+                         "so condbench does not cast it: install accelerate (pip install accelerate) and run again")
+    return network.to(dtype)
+
+
+def load_network(model_class: Any, folder: Path, subfolder: str, dtype: torch.dtype) -> torch.nn.Module:
+    """A diffusers network from ``folder/subfolder``, in ``dtype`` (see :func:`in_dtype`)."""
+    network = model_class.from_pretrained(folder, subfolder=subfolder, torch_dtype=dtype)
+    return in_dtype(network, dtype, f"{subfolder} of {folder}")
+
+
+def text_encoders_in_dtype(pipeline: Any, dtype: torch.dtype) -> None:
+    """Every text encoder a diffusers pipeline loaded, in ``dtype`` (see :func:`in_dtype`)."""
+    for name in ("text_encoder", "text_encoder_2", "text_encoder_3"):
+        if getattr(pipeline, name, None) is not None:
+            in_dtype(getattr(pipeline, name), dtype, name)
 
 
 # --------------------------------------------------------------------------------------- prompt encoding
@@ -122,6 +172,7 @@ class PipelinePromptEncoder:
             # the adapter's transformer object is shared (no second copy): without T5 the pipeline reads its config
             self._pipeline = StableDiffusion3Pipeline.from_pretrained(
                 self.folder, transformer=self.transformer, vae=None, torch_dtype=self.dtype, **no_t5)
+            text_encoders_in_dtype(self._pipeline, self.dtype)  # the identity's dtype is then theirs
             device = next(self.transformer.parameters()).device
             for module in (self._pipeline.text_encoder, self._pipeline.text_encoder_2, self._pipeline.text_encoder_3):
                 if module is not None:
@@ -203,7 +254,7 @@ class SD3Adapter(Adapter):
     def __init__(self, transformer: torch.nn.Module, vae: torch.nn.Module, scheduler, encoder: PromptEncoder,
                  name: str = "sd3", *, num_steps: int = 28, cfg_scale: float = 7.0, height: Optional[int] = None,
                  width: Optional[int] = None, negative_prompt: str = "", checkpoint: Optional[dict] = None,
-                 microbatch: Optional[int] = None, reference_prompts: Optional[Sequence[str]] = None):
+                 microbatch: Optional[int] = None):
         if microbatch is not None:
             raise ValueError(f"{name}: microbatch is not supported by the SD3 adapters (whole batches are evaluated)")
         if scheduler.config.get("stochastic_sampling", False):
@@ -220,7 +271,7 @@ class SD3Adapter(Adapter):
         self.cfg_scale = cfg_scale
         self.negative_prompt = negative_prompt
         self.checkpoint = checkpoint or {}
-        self.reference_prompts = list(reference_prompts) if reference_prompts else None
+        self._condition_mean: Optional[torch.Tensor] = None  # (1, D) float32, from set_condition_mean
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)  # as the pipeline computes it
         # the pipeline's default height/width (subclasses for other pipelines, e.g. FLUX, whose config has none: 128)
         default = transformer.config.get("sample_size", 128) * self.vae_scale_factor
@@ -294,13 +345,23 @@ class SD3Adapter(Adapter):
         return self._transformer(x.to(self.device, self.dtype), self._batch_t(t, len(x)), embeds, pooled, hook)
 
     @torch.no_grad()
+    def set_condition_mean(self, prompts: Sequence[str]) -> None:
+        """Use the mean text part of c over ``prompts`` (the task's prompts) for ``mask=fixed`` policies.
+
+        c = timestep part + text part (a plain sum), so the mean c at any t is the timestep part plus this mean;
+        the text part is not linear in the prompt, so the mean is over the embedded prompts themselves.
+        """
+        _, pooled = self._encode(prompts)  # (P, pooled_dim)
+        text_part = self.transformer.time_text_embed.text_embedder(pooled)  # (P, D)
+        self._condition_mean = text_part.float().mean(0, keepdim=True)  # (1, D)
+
+    @torch.no_grad()
     def mean_embedding(self, t: torch.Tensor) -> torch.Tensor:
-        """Mean c over ``reference_prompts`` at t (1, D): the text embedding is not linear in the prompt, so a
-        prompt set must be named (model option reference_prompts) for ``mask=fixed`` policies."""
-        if not self.reference_prompts:
-            raise ValueError(f"{self.name}: mask=fixed needs the mean c over a prompt set; pass the model option "
-                             "reference_prompts (a list of prompts)")
-        return self.embed_parts(self.reference_prompts, self._batch_t(t, 1)[:1]).c.mean(0, keepdim=True)
+        """The timestep part of c at t + the mean text part over the task's prompts: (1, D), in the model's dtype."""
+        if self._condition_mean is None:
+            raise ValueError(f"{self.name}: mask=fixed needs the mean c over the task's prompts; the task must call "
+                             "set_condition_mean(prompts) with its prompts first (the runner does)")
+        return (self.timestep_embedding(t).float() + self._condition_mean.to(self.device)).to(self.dtype)
 
     @torch.no_grad()
     def timestep_embedding(self, t: torch.Tensor) -> torch.Tensor:
@@ -393,12 +454,21 @@ class SD3Adapter(Adapter):
         self.vae.to(device)
         return self
 
+    def dtype_record(self) -> dict:
+        """``{"dtype": D}``: the dtype every network runs in (records have always named the transformer's), and
+        each network's own dtype as well where one differs, so a record never names a dtype a network lacks
+        (records of networks that share one dtype, float32 runs among them, keep their cache keys)."""
+        networks = {"transformer": dtype_name(self.transformer), "vae": dtype_name(self.vae)}
+        if set(networks.values()) == {str(self.dtype)}:
+            return {"dtype": str(self.dtype)}
+        return {"dtype": str(self.dtype), "network_dtypes": networks}
+
     def describe(self) -> dict:
         return {"adapter": self.name, "family": self.family, "model_config": dict(self.transformer.config),
                 "sampler": {"name": "StableDiffusion3Pipeline flow-match Euler (condbench loop, bit-identical)",
                             "scheduler_config": dict(self.scheduler.config), "num_steps": self.num_steps,
                             "cfg_scale": self.cfg_scale, "negative_prompt": self.negative_prompt,
-                            "height": self.height, "width": self.width, "dtype": str(self.dtype),
+                            "height": self.height, "width": self.width, **self.dtype_record(),
                             "prefix_sharing": "supported (resumes from the baseline's latents at step k)"},
                 "prompt_encoder": self.encoder.identity(), "checkpoint": self.checkpoint}
 
@@ -413,11 +483,14 @@ def load_sd3(release: SD3Release, path: Optional[str | Path] = None, *, ckpt: Op
              **sampler: Any) -> SD3Adapter:
     """The adapter for ``release`` from a local diffusers folder (``path``; ``ckpt`` is a synonym) or the hub.
 
-    ``dtype`` defaults to the model card's; ``t5=False`` runs without T5-XXL. ``embedders_only`` is accepted
-    for ``condbench analyze`` but diffusers loads the transformer whole. ``encoder`` replaces the folder's text
+    ``dtype`` defaults to the model card's, and every network is in it (:func:`in_dtype`); ``t5=False`` runs
+    without T5-XXL. ``embedders_only`` is accepted for ``condbench analyze`` but diffusers loads the transformer whole. ``encoder`` replaces the folder's text
     encoders (e.g. a :class:`PromptEmbeddingTable`). The suite's ``precision`` and ``compile`` apply to condbench's
     own networks only: a diffusers pipeline runs in its ``dtype``.
     """
+    if "reference_prompts" in sampler:
+        raise ValueError(f"{release.name}: the model option reference_prompts was removed: mask=fixed policies now use "
+                         f"the mean c over the task's own prompts; delete it from model_options.{release.name}")
     if precision != "fp32" or compile:
         raise ValueError(f"{release.name} runs in its model option dtype (default {release.dtype}); the suite's "
                          "precision and compile settings apply to condbench's own networks only: leave them at "
@@ -430,8 +503,8 @@ def load_sd3(release: SD3Release, path: Optional[str | Path] = None, *, ckpt: Op
     else:
         folder = resolve_pipeline_folder(release, given, t5=t5)
     torch_dtype = getattr(torch, dtype or release.dtype)
-    transformer = SD3Transformer2DModel.from_pretrained(folder, subfolder="transformer", torch_dtype=torch_dtype)
-    vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch_dtype)
+    transformer = load_network(SD3Transformer2DModel, folder, "transformer", torch_dtype)
+    vae = load_network(AutoencoderKL, folder, "vae", torch_dtype)
     scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(folder, subfolder="scheduler")
     transformer.to(device)
     encoder = encoder or CachedPromptEncoder(PipelinePromptEncoder(folder, transformer, torch_dtype, t5,
