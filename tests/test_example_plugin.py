@@ -60,7 +60,7 @@ def test_the_installed_example_is_listed_and_passes_check_adapter(flux_plugin, c
     assert "warning" not in err
     assert main(["check-adapter", "flux-schnell"]) == 0
     out = capsys.readouterr().out
-    assert "flux-schnell: honours the adapter contract (9 of 9 rules checked)" in out
+    assert "flux-schnell: honours the adapter contract (10 of 10 rules checked)" in out
 
 
 def test_the_example_samples_as_fluxpipeline_does(flux_plugin, tmp_path):
