@@ -30,7 +30,7 @@ import resource
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -84,15 +84,27 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def build(release: ReleasedModel, device: torch.device, small: bool, precision: str, compile: bool, steps: Optional[int]):
+def model_config(release: ReleasedModel, small: bool) -> dict:
+    """The network sizes to build: the release's own (empty overrides), or the tiny ones of ``--small``."""
+    return dict(SMALL[release.name]) if small else {}
+
+
+def build(release: ReleasedModel, device: torch.device, small: bool, precision: str, compile: bool,
+          steps: Optional[int], decoder: Callable[[torch.Tensor], torch.Tensor] = lambda x: x):
     """The release's adapter with random weights at its real size (or the small one), default sampler."""
     _, settings = release.sampler_options(None)
     if steps is not None:
         settings = {**settings, "num_steps": steps}
     with torch.device(device):
-        network = release.network(dict(SMALL[release.name]) if small else {})
-    return release.adapter(network.to(device), release.name, checkpoint={}, decoder=lambda x: x, precision=precision,
+        network = release.network(model_config(release, small))
+    return release.adapter(network.to(device), release.name, checkpoint={}, decoder=decoder, precision=precision,
                            compile=compile, **settings)
+
+
+def rows_per_sample(release: ReleasedModel, small: bool) -> int:
+    """Network rows one sample costs with the model's own sampler at its own step count (guided steps count
+    both branches): divides a measured rows/s into the samples/s of the real sampler."""
+    return release.plan(model_config(release, small)).planned_evaluations(0)
 
 
 def flops_per_row(adapter, device: torch.device) -> int:
@@ -129,22 +141,26 @@ def measure(release: ReleasedModel, args: argparse.Namespace, precision: str, co
     flops = flops_per_row(adapter, device)
     achieved = flops * rows / forward_s / 1e12
     peak = device_peak(device, args.peak_tflops)
+    full = rows_per_sample(release, args.small)
     return {"model": release.name, "precision": precision, "compile": compile, "batch_rows": rows,
             "sampler_steps": adapter.sampler_steps, "sampler_samples": samples,
             "gflop_per_row": flops / 1e9, "forwards_per_s": 1 / forward_s, "rows_per_s": rows / forward_s,
             "sampler_rows_per_s": evaluated / sample_s, "samples_per_s": samples / sample_s,
+            "rows_per_sample_full": full, "samples_per_s_full_steps": evaluated / sample_s / full,
             "achieved_tflops": achieved, "mfu_vs_bf16_peak": achieved / peak if peak else None,
             "peak_memory_mb": peak_memory_mb(device)}
 
 
-def measure_together(release: ReleasedModel, args: argparse.Namespace, count: int) -> dict:
-    """samples/s of ``count`` policies in one sampler call against one call per policy (bf16, the same samples
-    per policy): what ``condbench run --together`` gains where one policy's batch leaves the device idle."""
-    device = torch.device(args.device)
-    adapter = build(release, device, args.small, "bf16", False, args.steps)
-    samples = max(1, args.batch // adapter.evaluations_per_step())  # per policy
-    d = adapter.embed_dim
-    specs = ["baseline"] + [f"topk:{max(1, d * k // (count + 1))}" for k in range(1, count)]
+def spread_topk(count: int, embed_dim: int) -> list[str]:
+    """``count`` policies for ``--together``: the baseline and top-k keeps spread over c's width."""
+    return ["baseline"] + [f"topk:{max(1, embed_dim * k // (count + 1))}" for k in range(1, count)]
+
+
+def measure_together(adapter, device: torch.device, specs: Sequence[str], samples: int) -> dict:
+    """samples/s of the policies ``specs`` in one sampler call against one call per policy (``samples`` per
+    policy, in the adapter's precision): what ``condbench run --together`` gains where one policy's batch leaves
+    the device idle."""
+    count = len(specs)
     policies = tuple(parse_policy(spec) for spec in specs)
     labels = torch.randint(0, adapter.num_classes, (samples,))
 
@@ -157,9 +173,27 @@ def measure_together(release: ReleasedModel, args: argparse.Namespace, count: in
                        PolicyGroup(policies, samples))
 
     alone_s, together_s = timed(device, alone, 1), timed(device, together, 1)
-    return {"model": release.name, "precision": "bf16", "policies": count, "samples_per_policy": samples,
+    return {"model": adapter.name, "precision": adapter.network.precision, "policies": count,
+            "policy_specs": list(specs), "samples_per_policy": samples, "sampler_steps": adapter.sampler_steps,
             "samples_per_s_alone": count * samples / alone_s, "samples_per_s_together": count * samples / together_s,
             "speedup": alone_s / together_s}
+
+
+def measure_spread_together(release: ReleasedModel, args: argparse.Namespace, count: int) -> dict:
+    """``--together P``: P spread top-k policies in bf16, as many samples per policy as one call of ``--batch``."""
+    device = torch.device(args.device)
+    adapter = build(release, device, args.small, "bf16", False, args.steps)
+    samples = max(1, args.batch // adapter.evaluations_per_step())  # per policy
+    return measure_together(adapter, device, spread_topk(count, adapter.embed_dim), samples)
+
+
+def header(device: torch.device, args: argparse.Namespace) -> dict:
+    """What every report says of where and how it was measured (``read_throughput`` reads device, date, small)."""
+    return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+            "device_type": device.type, "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "small": args.small, "bf16_peak_tflops": device_peak(device, args.peak_tflops),
+            "command": " ".join(sys.argv)}
 
 
 def table(results: list[dict]) -> str:
@@ -203,13 +237,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         for precision, compile in arithmetic:
             results.append(measure(releases[name], args, precision, compile))
             print(f"measured {name} {precision}{'+compile' if compile else ''}", file=sys.stderr, flush=True)
-    together = [measure_together(releases[name], args, args.together) for name in args.models.split(",")
+    together = [measure_spread_together(releases[name], args, args.together) for name in args.models.split(",")
                 if args.together > 1]
-    report = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-              "device_type": device.type, "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "small": args.small, "bf16_peak_tflops": device_peak(device, args.peak_tflops),
-              "command": " ".join(sys.argv), "results": results, "together": together}
+    report = {**header(device, args), "results": results, "together": together}
     Path(args.out).write_text(json.dumps(report, indent=1))
     print(f"{report['device']} ({device.type}, torch {torch.__version__}, {report['date']}"
           f"{', SMALL networks' if args.small else ''})\n{table(results)}")

@@ -44,8 +44,11 @@ def test_small_cpu_run_writes_every_number(benchmark_module, tmp_path):
         assert r["gflop_per_row"] * 1e9 == dit_flops_by_hand()  # attention included, no hand formula in the script
         assert r["rows_per_s"] > 0 and r["samples_per_s"] > 0 and r["mfu_vs_bf16_peak"] is None
         assert r["sampler_steps"] == 2 and r["peak_memory_mb"] > 0
+        assert r["rows_per_sample_full"] == 500  # DiT's own sampler: 250 steps, both guidance branches at each
+        assert r["samples_per_s_full_steps"] == r["sampler_rows_per_s"] / 500
     (together,) = report["together"]  # 3 policies in one call against one call each
     assert together["policies"] == 3 and together["samples_per_policy"] == 1
+    assert together["policy_specs"] == ["baseline", "topk:32", "topk:64"]  # spread over c's 128 dimensions
     assert together["samples_per_s_alone"] > 0 and together["samples_per_s_together"] > 0
 
 
