@@ -34,7 +34,7 @@ import torch
 from . import __version__
 from .adapters.base import Adapter, PolicyTrace, SamplerState
 from .analysis import analyze
-from .cache import ShardCache, cache_key
+from .cache import Check, ShardCache, cache_key, content_problem
 from .distributed import World
 from .finite import NonFiniteError, require_finite, require_finite_metrics
 from .paired import PairedBootstrap
@@ -136,6 +136,23 @@ def _shard_key(ctx: CellContext, kind: str, start: int, stop: int, **extra) -> s
     return cache_key(kind=kind, start=start, stop=stop, **ctx.identity, **extra)
 
 
+def _cell_check(ctx: CellContext, start: int, stop: int) -> Check:
+    """What a cell's shard of indices start..stop-1 must hold: a row per sample (the grid: per sample shown), all
+    finite (logits: but for placeholder columns)."""
+    rows = {"features": stop - start, "logits": stop - start, "grid": max(0, min(ctx.grid_count, stop) - start)}
+
+    def check(arrays: dict[str, np.ndarray]) -> Optional[str]:
+        kept = {"samples": stop - start} if "samples" in arrays else {}
+        return content_problem(arrays, {**rows, **kept}, finite=("features", "grid", "samples"),
+                               placeholders=("logits",))
+    return check
+
+
+def _state_check(start: int, stop: int) -> Check:
+    """What a kept state of indices start..stop-1 must hold: one finite row per sample."""
+    return lambda arrays: content_problem(arrays, {"x": stop - start}, finite=("x",))
+
+
 def stored_samples(decoded: torch.Tensor) -> np.ndarray:
     """What ``keep_samples`` keeps: images (N, C, H, W) quantised to uint8 NHWC as samplers save them; waveforms
     (N, L) as they are (float32)."""
@@ -213,7 +230,8 @@ def compute_shards(ctx: CellContext, policies: Sequence[Policy], start: int, sto
     if len(prefixes) > 1:
         raise ValueError(f"policies sampled together must continue from the same step, got steps {sorted(prefixes)}")
     shared = prefixes.pop()
-    stored = ctx.cache.get(_shard_key(ctx, "state", start, stop, step=shared)) if shared else None
+    stored = (ctx.cache.get(_shard_key(ctx, "state", start, stop, step=shared), _state_check(start, stop))
+              if shared else None)
     prefix = state_tensor(stored) if stored else None  # (stop - start, ...) in the dtype the baseline had
     baseline = next((i for i, p in enumerate(policies) if p.is_baseline), None)
     keep = ctx.state_steps if baseline is not None else ()
@@ -247,9 +265,9 @@ def compute_shard(ctx: CellContext, policy: Policy, start: int, stop: int) -> di
     return compute_shards(ctx, [policy], start, stop)[0]
 
 
-def _cached_shard(ctx: CellContext, key: str) -> Optional[dict]:
-    """A cell's shard from the cache, or None (absent, or stored before the suite asked to keep samples)."""
-    found = ctx.cache.get(key)
+def _cached_shard(ctx: CellContext, policy: Policy, shard: tuple[int, int]) -> Optional[dict]:
+    """A cell's shard from the cache, or None (absent, damaged, or stored before the suite asked to keep samples)."""
+    found = ctx.cache.get(_cell_key(ctx, policy, shard), _cell_check(ctx, *shard))
     if found is not None and ctx.suite.keep_samples and "samples" not in found:
         return None  # computed before samples were asked for: sample it again, keeping them
     return found
@@ -317,7 +335,7 @@ def run_cell_shards(ctx: CellContext, policy: Policy, shards: list[tuple[int, in
     key_of = {s: _cell_key(ctx, policy, s) for s in shards}
 
     def get(shard: tuple[int, int]) -> Optional[dict]:
-        return _cached_shard(ctx, key_of[shard])
+        return _cached_shard(ctx, policy, shard)
 
     with progress_bar(total=sum(b - a for a, b in shards), desc=desc, unit="sample") as bar:
         for shard in shards:
@@ -367,7 +385,7 @@ def write_samples_npz(ctx: CellContext, policy: Policy, shards: list[tuple[int, 
     rank put its shards. Waveforms (N, L) are written float32 with ``labels`` (the clip indices) and
     ``sample_rate``."""
     def samples(shard: tuple[int, int]) -> np.ndarray:
-        found = ctx.cache.get(_cell_key(ctx, policy, shard))
+        found = ctx.cache.get(_cell_key(ctx, policy, shard), _cell_check(ctx, *shard))
         if found is None or "samples" not in found:
             raise MissingShardsError(_missing(ctx, policy, shard))
         return found["samples"]
@@ -513,10 +531,12 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
     cells = [c for c in cells if c.model in runnable]
     if world.is_main:
         ensure_folder(out, "output folder")
-    # every rank reports the cache files it moves aside
-    cache = ShardCache(ensure_folder(options.cache_dir or out / "cache", "cache folder"), log=options.log)
+    # every rank reports the cache files it moves aside; score only reads the cache (it may be read-only)
+    cache_dir = options.cache_dir or out / "cache"
+    cache = (ShardCache(cache_dir, log=options.log, read_only=True) if options.score_only else
+             ShardCache(ensure_folder(cache_dir, "cache folder"), log=options.log))
     if world.is_main:
-        clean_stale_temporaries([out, out / "samples", *cache.folders()], log)
+        clean_stale_temporaries([out, out / "samples", *([] if options.score_only else cache.folders())], log)
     env = environment()
     summary = {"schema_version": SCHEMA_VERSION, "suite": suite.__dict__, "tasks": {}, "environment": env,
                "models": {}, "analysis": {}, "records": [], "grids": {}}

@@ -35,11 +35,11 @@ class StorageError(RuntimeError):
     """A file or folder could not be written or created; the message says which and why, in one line."""
 
 
-def _reason(error: OSError, path: Path) -> str:
+def reason_for(error: OSError, path: Path) -> str:
     """Why ``path`` could not be used: a file standing where a folder must be, or the system's own words."""
     for place in (path, *path.parents):
         if place.exists():
-            if place != path and not place.is_dir():
+            if not place.is_dir() and (place != path or error.errno == errno.EEXIST):  # EEXIST: path made a folder
                 return f"{place} is a file, not a folder"
             break
     if error.errno == errno.ENOSPC:
@@ -48,7 +48,7 @@ def _reason(error: OSError, path: Path) -> str:
 
 
 def storage_error(error: OSError, action: str, path: Path) -> StorageError:
-    return StorageError(f"cannot {action} {path}: {_reason(error, Path(path))}")
+    return StorageError(f"cannot {action} {path}: {reason_for(error, Path(path))}")
 
 
 def ensure_folder(path: str | Path, what: str) -> Path:
@@ -61,8 +61,34 @@ def ensure_folder(path: str | Path, what: str) -> Path:
         with tempfile.NamedTemporaryFile(dir=path, prefix=".condbench-probe."):
             pass
     except OSError as error:
-        raise StorageError(f"cannot use {path} as the {what}: {_reason(error, path)}") from None
+        raise StorageError(f"cannot use {path} as the {what}: {reason_for(error, path)}") from None
     return path
+
+
+def readable_folder(path: str | Path, what: str) -> Path:
+    """``path`` if it is a folder or absent, for a command that only reads it (``score`` on a read-only cache):
+    nothing is created or written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise StorageError(f"cannot use {path} as the {what}: it is a file, not a folder")
+    return path
+
+
+def move_aside(path: Path, folder: Path, what: str, why: str) -> Optional[Path]:
+    """Move the unusable file ``path`` (``what``, bad because ``why``) into ``folder`` under a new name, keeping it
+    for inspection; returns where, or None if it is gone already (another process moved it). A file that cannot
+    be moved is one StorageError line: it is never overwritten in place."""
+    target = folder / f"{path.name}.{os.getpid()}.{time.time_ns()}.bad"
+    try:
+        folder.mkdir(exist_ok=True)
+        os.replace(path, target)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise StorageError(f"{what} is not usable ({why}) and cannot be moved aside to {folder}: "
+                           f"{reason_for(error, folder)}; make that a writable folder (or move the file away "
+                           "yourself) and run again") from None
+    return target
 
 
 def temporary_name(target: Path) -> Path:

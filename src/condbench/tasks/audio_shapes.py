@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -22,14 +22,16 @@ from torch import nn
 
 from ..adapters.griffin_lim import SHAPES_MEL, LogMel
 from ..adapters.mdsgen_model import MDSGenConfig
-from ..storage import atomic_save_npz
+from ..cache import ShardCache, cache_key, content_problem
 from ..checkpoints import file_sha256, load_state_dict, load_strict, require_file
 from ..datasets.shapes_audio import (AUDIO_SAMPLES, FEATURE_DIM, FRAMES, GENERATOR_VERSION, NUM_CLASSES, SAMPLE_RATE,
                                      ShapeClips)
+from ..datasets.vggsound_files import ClipError
 from ..hub import cache_root
 from ..metrics import feature_statistics, inception_score
 from ..metrics.audio import kl_per_clip
 from ..metrics.frechet import FrechetToReference
+from ..storage import move_aside
 from . import asset_path
 from .shipped import SHAPES_MDSGEN
 
@@ -154,7 +156,7 @@ class ShapesAudioTask:
 
     @cached_property
     def _conditions(self) -> torch.Tensor:
-        return torch.stack([self.clips.features(i) for i in range(self.num_clips)])  # (N, 16, 12)
+        return torch.stack([self._read_clip(self.clips.features, i) for i in range(self.num_clips)])  # (N, 16, 12)
 
     def conditions(self) -> torch.Tensor:
         """Video features of every clip, decoded from its mp4 through decord: (N, 16, 12)."""
@@ -184,16 +186,42 @@ class ShapesAudioTask:
 
     def truth_features(self, classifier: ShapesAudioClassifier, info: dict) -> tuple[np.ndarray, np.ndarray]:
         """The ground-truth clips' classifier features (N, 32) and logits (N, 12), computed once and cached beside
-        the clips, keyed by the classifier's sha256 and the number of clips."""
-        path = self.clip_dir / "truth_features" / f"{info['sha256'][:16]}-n{self.num_clips}.npz"
-        if path.is_file():
-            with np.load(path) as cached:
-                return cached["features"], cached["logits"]
-        truth = torch.stack([self.clips.audio(i) for i in range(self.num_clips)])  # (N, L)
+        the clips with the shard cache's guarantees (:mod:`condbench.cache`): keyed by the classifier's sha256 and
+        the clips, checked on read (checksum, a finite row per clip); a bad file is moved aside and computed again."""
+        cache = ShardCache(self.clip_dir / "truth_features")
+        key = cache_key(kind="audio-shapes truth features", classifier=info["sha256"], clips=self.num_clips,
+                        seed=self.seed, generator_version=GENERATOR_VERSION)
+        rows = {"features": self.num_clips, "logits": self.num_clips}
+        found = cache.get(key, lambda arrays: content_problem(arrays, rows, finite=tuple(rows)))
+        if found is not None:
+            return found["features"], found["logits"]
+        truth = torch.stack([self._read_clip(self.clips.audio, i) for i in range(self.num_clips)])  # (N, L)
         features, logits = (t.numpy().astype(np.float64) for t in classify(classifier, truth))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_save_npz(path, {"features": features, "logits": logits})
+        cache.put(key, {"features": features, "logits": logits})
         return features, logits
+
+    def _read_clip(self, read: Callable[[int], torch.Tensor], index: int) -> torch.Tensor:
+        """``read(index)`` of a clip this task wrote itself: an unreadable one is moved aside and written again."""
+        try:
+            return read(index)
+        except ClipError as error:
+            self._write_clip_again(index, str(error).split(". ")[0])
+        try:
+            return read(index)
+        except ClipError as error:
+            raise ClipError(f"audio-shapes clip {index} in {self.clip_dir} cannot be read even just after writing it "
+                            f"({str(error).split('. ')[0]}): the clip writer (imageio-ffmpeg) or reader (decord) "
+                            "fails on this machine") from None
+
+    def _write_clip_again(self, index: int, why: str) -> None:
+        """Move clip ``index``'s files to ``clip_dir/quarantine`` and write the clip again from its seed."""
+        quarantine = self.clip_dir / "quarantine"
+        for path in (self.clips.video_path(index), self.clips.audio_path(index)):
+            if path.exists():
+                move_aside(path, quarantine, f"audio-shapes clip {path}", why)
+        print(f"audio-shapes clip {index} is not used ({why}); moved to {quarantine} and written again from "
+              f"seed {self.seed}")
+        self.clips.ensure_written()
 
     def describe(self) -> dict:
         return {"task": self.name, "num_samples": self.num_clips, "seed": self.seed,
