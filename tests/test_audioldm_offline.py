@@ -17,6 +17,7 @@ def condbench_offline_only(tmp_path, monkeypatch):
     """CONDBENCH_OFFLINE=1 alone, in a process whose hub library was imported online (HF_HUB_OFFLINE is read at
     import), over an empty Hugging Face cache; returns the cache folder."""
     import huggingface_hub.constants
+    from huggingface_hub.utils import _detect_agent
 
     cache = tmp_path / "hf"
     cache.mkdir()
@@ -24,6 +25,8 @@ def condbench_offline_only(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    # the agent registry an online hub library fetches once per process, before any (even local-only) download
+    monkeypatch.setattr(_detect_agent, "_registry", None, raising=False)
     return cache
 
 

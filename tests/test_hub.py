@@ -34,3 +34,15 @@ def test_after_one_failed_download_no_other_is_tried(tmp_path, monkeypatch):
     with pytest.raises(CheckpointNotFoundError, match="an earlier download in this run failed \\(a.pt: URLError\\)"):
         resolve_weights(WeightSource("b.pt", "http://127.0.0.1:9/b.pt"), what="second file", option="the option b")
     assert attempts == ["a.pt"]
+
+
+def test_offline_hugging_face_loads_switch_the_hub_library_offline_too(monkeypatch):
+    """The hub library reads HF_HUB_OFFLINE at import only: CONDBENCH_OFFLINE=1 set later must still reach it."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("CONDBENCH_OFFLINE", raising=False)
+    assert hub.local_files_only() is False and huggingface_hub.constants.HF_HUB_OFFLINE is False
+    monkeypatch.setenv("CONDBENCH_OFFLINE", "1")
+    assert hub.local_files_only() is True and huggingface_hub.constants.HF_HUB_OFFLINE is True

@@ -44,6 +44,19 @@ def offline() -> bool:
     return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("CONDBENCH_OFFLINE", "HF_HUB_OFFLINE"))
 
 
+def local_files_only() -> bool:
+    """For a Hugging Face load (``from_pretrained``, ``hf_hub_download``, ``snapshot_download``): True when offline,
+    and then the hub library is switched offline for the rest of the process too. It reads ``HF_HUB_OFFLINE`` only
+    when imported, and otherwise even a ``local_files_only`` load asks the hub for its agent registry, so
+    ``CONDBENCH_OFFLINE=1`` alone would still reach the network."""
+    if not offline():
+        return False
+    import huggingface_hub.constants
+
+    huggingface_hub.constants.HF_HUB_OFFLINE = True
+    return True
+
+
 CHECKPOINT_OPTION = ("the model option ckpt (in a suite: model_options: {{{model}: {{ckpt: PATH}}}}; in Python: "
                      "ckpt=PATH; condbench analyze: --ckpt PATH)")
 _failed_downloads: list[str] = []  # downloads that failed in this process: the network is not tried again

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..hub import offline
+from ..hub import local_files_only
 from ..metrics.weight_files import AUDIOLDM_REPO, audioldm_not_found, require_audioldm
 
 SAMPLE_RATE = 16000
@@ -40,7 +40,7 @@ class AudioLDMDecoder:
             from diffusers import AutoencoderKL
             from transformers import SpeechT5HifiGan
 
-            local_only = offline()
+            local_only = local_files_only()
             try:
                 vae = AutoencoderKL.from_pretrained(self.source, subfolder="vae", torch_dtype=self.dtype,
                                                     local_files_only=local_only).eval()
