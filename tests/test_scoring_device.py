@@ -66,7 +66,7 @@ def test_the_metric_networks_and_the_bootstrap_use_the_device_asked_for(files, m
     """'meta' is a real torch device that is not the CPU: every network and the evaluator must end up there."""
     task = task_on(files, "meta", monkeypatch)
     evaluator = task.evaluator
-    assert evaluator.device == torch.device("meta")
+    assert evaluator.device == evaluator.bootstrap_device == torch.device("meta")
     assert evaluator.inception.device == torch.device("meta")
     assert {p.device for p in evaluator.clip.model.parameters()} == {torch.device("meta")}
     assert {p.device for p in evaluator.classifier.model.parameters()} == {torch.device("meta")}

@@ -89,6 +89,11 @@ class ImageNetEvaluator:
                                                                   self.device, self.pr_distance)
         return {**result, **self._per_sample(predicted, clip, labels)}
 
+    @property
+    def bootstrap_device(self) -> torch.device:
+        """Where :meth:`bootstrap_score` computes: a paired bootstrap holds and resamples the data there."""
+        return self.device
+
     def bootstrap_score(self, features, outputs, labels) -> dict[str, float]:
         """The metrics a paired bootstrap resamples: FID/sFID through one symmetric eigen-decomposition each
         (equal to the sqrtm formula to float64 rounding, many times faster), IS, CLIP score, class fidelity.

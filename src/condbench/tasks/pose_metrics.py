@@ -55,6 +55,11 @@ class PoseEvaluator:
             return self._means(outputs)
         return {"fid": pose_fid(np.asarray(features, dtype=np.float64), self.reference), **self._means(outputs)}
 
+    @property
+    def bootstrap_device(self) -> torch.device:
+        """Where :meth:`bootstrap_score` computes (Inception's device): a paired bootstrap resamples the data there."""
+        return self.inception.device if self.inception is not None else torch.device("cpu")
+
     def bootstrap_score(self, features, outputs, labels) -> dict[str, float]:
         """As :meth:`score` with FID through one symmetric eigen-decomposition (equal to float64 rounding), in
         float64 on the Inception network's device."""
