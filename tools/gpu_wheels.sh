@@ -11,7 +11,7 @@ dest=.gpu_wheels
 wheels=(
   pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5  # condbench.suites
   typing-extensions==4.16.0  # pydantic 2.14 needs a newer one than torch does
-  diffusers==0.42.1 importlib-metadata==10.2.0 zipp==4.1.2  # the SD-VAE decoder (AutoencoderKL)
+  diffusers==0.42.1 importlib-metadata==10.2.0 lazy-importer==0.1.0 zipp==4.1.2  # the SD-VAE decoder (AutoencoderKL)
   torch-fidelity==0.4.0  # the Inception feature network of the ImageNet metrics
 )
 platforms=()
