@@ -5,8 +5,8 @@ paired deltas, significant changes and best values marked, metric-vs-fraction-re
 own numbers for the same models, sample grids with the same seeds in the same places; across tasks: one
 summary table; then training dynamics and provenance. This module turns runs into plain data (Table 1 and
 Table 2 from the table model of :mod:`.tables`, which ``condbench tables`` writes too); the layout is the jinja2
-template ``templates/report.html.j2``; every figure is also written as PDF and SVG under ``RUN_DIR/figures/``. Every image is embedded as a data URI and the only
-script is the inline table sorter, so the file opens anywhere.
+template ``templates/report.html.j2``; every figure is also written as PDF and SVG under ``RUN_DIR/figures/``.
+Every image is embedded as a data URI and the only script is the inline table sorter, so the file opens anywhere.
 """
 from __future__ import annotations
 
