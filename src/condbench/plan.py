@@ -184,7 +184,7 @@ def bootstrap_scoring(suite: Suite, task: str) -> Optional[BootstrapScoring]:
     dims = getattr(factory.target if isinstance(factory, LazyFactory) else factory, "resampled_frechet_dims", None)
     if dims is None:
         return None
-    device = str(getattr(load_task(task, **suite.task_options), "device", "cpu"))
+    device = str(getattr(load_task(task, **suite.task_options), "device", None) or "cpu")
     return BootstrapScoring(suite.bootstrap, dict(dims), device.split(":")[0])
 
 
