@@ -59,6 +59,7 @@ def test_offline_with_the_configs_cached_but_not_the_weights_fails_without_the_n
 
 def test_offline_the_cached_decoder_loads_without_the_network(condbench_offline_only, audible_audioldm_folder):
     snapshot(condbench_offline_only, AUDIOLDM_REPO,
-             {str(p.relative_to(audible_audioldm_folder)): p for p in audible_audioldm_folder.rglob("*") if p.is_file()})
+             {str(p.relative_to(audible_audioldm_folder)): p
+              for p in audible_audioldm_folder.rglob("*") if p.is_file()})
     cached = AudioLDMDecoder()(LATENTS)
     assert torch.equal(cached, AudioLDMDecoder(audible_audioldm_folder)(LATENTS))

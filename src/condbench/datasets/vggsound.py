@@ -11,9 +11,9 @@ RGB, resized to 224x224 with PIL bilinear, ``ToTensor`` to [0, 1], no mean/std. 
 ffmpeg's ``fps=4`` filter; here frames come through decord, each picked as the decoded frame whose timestamp is
 nearest k / 4 s (decord has no fps argument), indices clamped to the clip's last frame (decord can hang when
 asked for frames past the real end, dmlc/decord#373). The encoder sees up to 40 frames (the whole 10 s clip, as
-MDSGen's shipped features were computed) and MDSGen keeps the first 32 (8 s). Sound (:func:`read_sound`): ``{name}.wav`` when present,
-read as stored (soundfile, as ``torchaudio.load`` reads it: the metrics prepare it as av-benchmark does), else
-the clip's audio stream through decord's ``AudioReader`` (:data:`VIDEO_SOUND_READING`).
+MDSGen's shipped features were computed) and MDSGen keeps the first 32 (8 s). Sound (:func:`read_sound`):
+``{name}.wav`` when present, read as stored (soundfile, as ``torchaudio.load`` reads it; the metrics prepare it as
+av-benchmark does), else the clip's audio stream through decord's ``AudioReader`` (:data:`VIDEO_SOUND_READING`).
 """
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ AUDIO_SAMPLES = 130560  # 8.16 s, MDSGen's ``truncate``
 CLIP_SECONDS = AUDIO_SAMPLES / SAMPLE_RATE
 SOUND_FILE_SUFFIXES = (".wav", ".flac")  # read as stored; any other file is a video whose audio stream decord reads
 VIDEO_SOUND_READING = ("the mp4's audio stream decoded by decord 0.6 (its bundled FFmpeg), downmixed and "
-                       "resampled to 16 kHz mono by FFmpeg's swresample (decord gives no native-rate read), as float")
+                       "resampled to 16 kHz mono by FFmpeg's swresample (decord does not report a stream's own "
+                       "rate), as float")
 
 
 def _open_video(path: Path):

@@ -128,8 +128,8 @@ class AudioEvaluator:
         p = self.protocol()
         weights = ", ".join(f"{k} sha256 {v[:16]}" for k, v in self.weights.items())
         return (f"av-benchmark protocol ({p['reference']}), our VGGish/Cnn14 ports ({weights}); clips cut to "
-                f"{self.clip_seconds:g} s at {p['sample_rate']} Hz; generated clips: the decoder's {self.sample_rate} Hz "
-                f"waveform read as av-benchmark reads a file ({p['reading']}); ground truth: {p['truth_reading']}; "
-                f"FD_VGG: {p['fd_vgg']}; FD_PANNs: {p['fd_panns']}; "
+                f"{self.clip_seconds:g} s at {p['sample_rate']} Hz; generated clips: the decoder's "
+                f"{self.sample_rate} Hz waveform read as av-benchmark reads a file ({p['reading']}); ground truth: "
+                f"{p['truth_reading']}; FD_VGG: {p['fd_vgg']}; FD_PANNs: {p['fd_panns']}; "
                 f"KL: {p['kl']}; IS: {p['is']}; generated clip i paired with ground-truth clip i; paired-bootstrap "
                 "intervals resample clips with FD against the whole ground-truth set (eigenvalue form)")
