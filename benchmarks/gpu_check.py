@@ -30,6 +30,7 @@ import json
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -215,7 +216,8 @@ def measure_end_to_end(release: ReleasedModel, args: argparse.Namespace, folder:
     full_scale = rows_per_sample(release, args.small) / adapter.planned_evaluations(0)
     exposed = max(0.0, beside - alone) / args.e2e_batches  # s per batch the overlap does not hide
     alone_full = alone / args.e2e_batches * full_scale  # s per batch at the model's own step count
-    return {"model": release.name, "precision": E2E_PRECISION, "decoder": "SD-VAE (sd-vae-ft-ema size), float32",
+    size = "tiny" if args.small else "sd-vae-ft-ema size"
+    return {"model": release.name, "precision": E2E_PRECISION, "decoder": f"SD-VAE ({size}), float32",
             "features": "Inception (torch-fidelity inception-v3-compat) pool3 + sFID", "sampler_steps":
             adapter.sampler_steps, "full_sampler_steps": release.sampler_defaults.get("num_steps"),
             "samples_per_batch": samples, "batches": args.e2e_batches,
@@ -349,6 +351,11 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def first_line(error: BaseException) -> str:
+    """An error's message in one line, for the report's list of what was not measured."""
+    return (str(error).strip().splitlines() or [""])[0]
+
+
 def save(report: dict, out: Path, md: Path) -> None:
     """Both files, rewritten after every measurement (a run cut short keeps what it measured)."""
     out.write_text(json.dumps(report, indent=1, allow_nan=False))
@@ -372,42 +379,55 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     return args
 
 
+def measurement_steps(args: argparse.Namespace, scratch: Path) -> list[tuple[str, Callable[[], dict], str]]:
+    """(what, measure, report key) in the order they run: the compiled rows last, as their compile time is the
+    least predictable part of the run."""
+    releases = {r.name: r for r in RELEASES}
+    steps = [(f"{name} {p}", functools.partial(measure, releases[name], args, p, False), "results")
+             for name in DENOISERS for p in ("fp32", "tf32", "bf16")]
+    steps += [(f"{OFFICIAL_MODEL} official loop {'tf32' if tf32 else 'fp32'}",
+               functools.partial(measure_official, releases[OFFICIAL_MODEL], args, tf32), "official")
+              for tf32 in (False, True)]
+    steps += [("end-to-end cell", functools.partial(measure_end_to_end, releases[E2E_MODEL], args, scratch),
+               "end_to_end"),
+              (f"{GRID_SUITE} policies together",
+               functools.partial(measure_suite_together, releases[GRID_MODEL], args), "together")]
+    return steps + [(f"{name} bf16+compile", functools.partial(measure, releases[name], args, "bf16", True),
+                     "results") for name in DENOISERS if args.compile]
+
+
+def attempt(report: dict, what: str, run: Callable[[], object]) -> Optional[object]:
+    """``run()``, or None with the failure listed under ``skipped``: one failure (no compiler there, out of
+    memory) must not lose the other measurements of a run that cannot be repeated at will."""
+    try:
+        return run()
+    except Exception as error:
+        traceback.print_exc()
+        report["skipped"].append(f"{what} (failed: {type(error).__name__}: {first_line(error)})")
+        return None
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
-    device = torch.device(args.device)
-    releases = {r.name: r for r in RELEASES}
     out, md = Path(args.out), Path(args.markdown)
-    report = {**header(device, args), "weights": WEIGHTS, "results": [], "official": [], "end_to_end": None,
-              "together": [], "projection": None, "targets": [], "skipped": [], "elapsed_s": 0.0}
+    report = {**header(torch.device(args.device), args), "weights": WEIGHTS, "results": [], "official": [],
+              "end_to_end": None, "together": [], "projection": None, "targets": [], "skipped": [], "elapsed_s": 0.0}
     with tempfile.TemporaryDirectory() as scratch:
-        steps = [(f"{name} {p}", functools.partial(measure, releases[name], args, p, False), "results")
-                 for name in DENOISERS for p in ("fp32", "tf32", "bf16")]
-        steps += [(f"{OFFICIAL_MODEL} official loop {'tf32' if tf32 else 'fp32'}",
-                   functools.partial(measure_official, releases[OFFICIAL_MODEL], args, tf32), "official")
-                  for tf32 in (False, True)]
-        steps += [("end-to-end cell", functools.partial(measure_end_to_end, releases[E2E_MODEL], args, Path(scratch)),
-                   "end_to_end"),
-                  (f"{GRID_SUITE} policies together", functools.partial(measure_suite_together,
-                                                                        releases[GRID_MODEL], args), "together")]
-        steps += [(f"{name} bf16+compile", functools.partial(measure, releases[name], args, "bf16", True), "results")
-                  for name in DENOISERS if args.compile]
-        for what, run, key in steps:
+        for what, run, key in measurement_steps(args, Path(scratch)):
             if time.perf_counter() - started > args.budget_s:
                 report["skipped"].append(f"{what} (over the {args.budget_s:.0f} s budget)")
                 continue
             print(f"[{time.perf_counter() - started:6.1f} s] measuring {what}", file=sys.stderr, flush=True)
-            value = run()
-            if isinstance(report[key], list):
-                report[key].append(value)
-            else:
-                report[key] = value
+            value = attempt(report, what, run)
+            if value is not None:
+                report[key] = report[key] + [value] if isinstance(report[key], list) else value
             report["results"] = with_official_ratios(report["results"], report["official"])
             report["elapsed_s"] = time.perf_counter() - started
             save(report, out, md)  # the rates first: the projection below reads them from the file
     if not args.compile:
         report["skipped"].append("bf16+compile (--no-compile; --small leaves it out)")
-    report["projection"] = project_grid(out, report["results"])
+    report["projection"] = attempt(report, "the grid's projection", lambda: project_grid(out, report["results"]))
     report["targets"] = targets(report)
     report["elapsed_s"] = time.perf_counter() - started
     save(report, out, md)

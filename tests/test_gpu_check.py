@@ -96,3 +96,19 @@ def test_small_run_writes_the_report_that_the_dry_run_projects_from(gpu_check, t
     assert cli_main(["run", "imagenet", "--dry-run", "--models", "repa-sit-xl-2", "--precision", "bf16",
                      "--throughput", str(out)]) == 0
     assert "projected sampling time" in capsys.readouterr().out
+
+
+def test_a_failed_measurement_is_listed_and_the_run_goes_on(gpu_check):
+    report = {"skipped": []}
+    assert gpu_check.attempt(report, "dit-xl-2 bf16+compile", lambda: 1 / 0) is None
+    assert report["skipped"] == ["dit-xl-2 bf16+compile (failed: ZeroDivisionError: division by zero)"]
+    assert gpu_check.attempt(report, "fine", lambda: {"rows_per_s": 1.0}) == {"rows_per_s": 1.0}
+
+
+def test_a_run_past_its_budget_still_writes_both_files(gpu_check, tmp_path):
+    out, md = tmp_path / "gpu_check.json", tmp_path / "gpu_check.md"
+    assert gpu_check.main(["--small", "--budget-s", "0", "--out", str(out), "--markdown", str(md)]) == 0
+    report = json.loads(out.read_text())
+    assert report["results"] == [] and report["end_to_end"] is None and report["projection"] is None
+    assert len(report["skipped"]) == 11 and report["skipped"][0] == "dit-xl-2 fp32 (over the 0 s budget)"
+    assert all(t["met"] is None for t in report["targets"]) and "Not measured: dit-xl-2 fp32" in md.read_text()
