@@ -58,7 +58,7 @@ SMALL_VAE_CONFIG = dict(latent_channels=4, block_out_channels=(8, 8), down_block
                         up_block_types=("UpDecoderBlock2D",) * 2, layers_per_block=1, norm_num_groups=4,
                         sample_size=16)
 GPU_SETTINGS = dict(device="cuda", batch=256, steps=6, repeats=3, e2e_steps=25, e2e_batches=3, together_samples=16,
-                    compile=True, budget_s=330.0)
+                    compile=True, budget_s=300.0)
 SMALL_SETTINGS = dict(device="cpu", batch=4, steps=2, repeats=1, e2e_steps=2, e2e_batches=2, together_samples=1,
                       compile=False, budget_s=600.0)
 
