@@ -18,6 +18,8 @@ torch.compile), it measures:
     python benchmarks/gpu_sampling.py --device cuda --batch 64 --together 13         # REPA Table 2's 13 policies
 
 The JSON's ``rows_per_s`` feeds ``condbench run SUITE --dry-run --throughput FILE.json`` (projected wall time).
+``benchmarks/gpu_check.py`` (``gpu_check.sh``) runs these measurements in one prepared GPU run, with DiT's own
+sampling loop beside them, one end-to-end cell and the ``imagenet`` suite's policies together.
 """
 from __future__ import annotations
 
