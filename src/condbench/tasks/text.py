@@ -20,6 +20,8 @@ from ..metrics.weight_files import inception_weights_path, require_clip_model
 from . import asset_path, input_checks
 
 if TYPE_CHECKING:  # the module stays torch-free at import: the run's preflight builds the task to check its files
+    import torch
+
     from .text_metrics import TextEvaluator
 
 BUILTIN_PROMPTS = "builtin"
@@ -44,7 +46,7 @@ class TextTask:
     seeded sample of images; other files: the first N; None: all), ``prompt_seed``, ``samples_per_prompt``,
     ``reference_images`` (a folder; default COCO val2017 images; None with ``fid: false``), ``fid``,
     ``image_size`` (the generation size, 1024 for the SD3 family), ``inception_weights``, ``clip_model``
-    (None turns CLIP score off).
+    (None turns CLIP score off), ``device`` (of Inception and CLIP; default: CUDA when available).
     """
 
     name = "text"
@@ -55,7 +57,7 @@ class TextTask:
     def __init__(self, prompt_file: Optional[str] = None, prompt_format: str = "auto", num_prompts: Optional[int] = None,
                  prompt_seed: int = 0, samples_per_prompt: int = 1, reference_images: Optional[str] = None,
                  fid: bool = True, image_size: int = 1024, inception_weights: Optional[str] = None,
-                 clip_model: Optional[str] = DEFAULT_CLIP):
+                 clip_model: Optional[str] = DEFAULT_CLIP, device: Optional[str] = None):
         if samples_per_prompt < 1 or (num_prompts is not None and num_prompts < 1):
             raise ValueError("samples_per_prompt and num_prompts must be >= 1")
         self.prompt_file = prompt_file
@@ -68,6 +70,7 @@ class TextTask:
         self.image_size = image_size
         self.inception_weights = inception_weights
         self.clip_model = clip_model
+        self.device = device
         self._evaluator: Optional[TextEvaluator] = None
 
     # --- prompts
@@ -102,6 +105,11 @@ class TextTask:
     def analysis_conditions(self) -> list[str]:
         """Every prompt once (Table 1's statistics over prompts)."""
         return list(self.prompt_set.prompts)
+
+    def prepare_adapter(self, adapter: Any) -> None:
+        """The adapter's mean c over the task's prompts, for ``mask=fixed`` policies."""
+        if hasattr(adapter, "set_condition_mean"):
+            adapter.set_condition_mean(self.analysis_conditions())
 
     # --- metric inputs
 
@@ -146,10 +154,17 @@ class TextTask:
         return [loads.get(check, check) for check in self.file_checks()]
 
     @cached_property
+    def metric_device(self) -> torch.device:
+        """Where Inception and CLIP run (features come back to the CPU as float32): the task option ``device``."""
+        from .imagenet import metric_device
+
+        return metric_device(self.device)
+
+    @cached_property
     def clip_scorer(self):
         from ..metrics.clip_score import ClipScore
 
-        return ClipScore(self.clip_model)
+        return ClipScore(self.clip_model, device=self.metric_device)
 
     @property
     def evaluator(self) -> TextEvaluator:
@@ -162,7 +177,7 @@ class TextTask:
                 from ..metrics.inception import InceptionFeatures
 
                 self.check_reference()
-                inception = InceptionFeatures.load(self.inception_weights_path())
+                inception = InceptionFeatures.load(self.inception_weights_path(), device=self.metric_device)
                 reference = FolderReference.compute(self.reference_folder(), self.image_size, inception,
                                                     names=self.reference_names())
             self._evaluator = TextEvaluator(self.image_size, inception, reference,
