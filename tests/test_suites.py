@@ -54,6 +54,13 @@ def test_invalid_yaml_names_the_file_and_the_line(tmp_path):
         load_suite(str(path))
 
 
+def test_a_suite_file_in_another_encoding_names_the_file_the_line_and_the_fix(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: s\ntask: digits\n# caf\u00e9\nmodels: [dit-digits]\n".encode("latin-1"))
+    with pytest.raises(SuiteError, match=rf"{path}, line 3: .*not UTF-8.*save the file as UTF-8"):
+        load_suite(str(path))
+
+
 def test_every_problem_is_reported_at_once(tmp_path):
     path = write(tmp_path, seed="[1, 2]", batch_size="abc", policies="baseline")
     with pytest.raises(SuiteError) as error:

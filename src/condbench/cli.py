@@ -337,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="decode and extract features after each batch instead of beside the next one (CUDA)")
         p.add_argument("--microbatch", type=int, help="rows per network call, fixed: samples become bit-identical "
                                                       "for any batch size (enters the cache key)")
-        p.add_argument("--precision", choices=["fp32", "tf32", "bf16"],
+        p.add_argument("--precision", choices=["fp32", "tf32", "bf16", "official"],
                        help="the denoiser's arithmetic (default: the suite's, else fp32; enters the cache key)")
         p.add_argument("--compile", action="store_true", help="torch.compile the denoiser (enters the cache key)")
         p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")

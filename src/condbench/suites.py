@@ -19,6 +19,7 @@ from typing_extensions import TypedDict
 
 from .policies import parse_policy
 from .sparsity import DEFAULT_TAUS
+from .textfiles import TextFileError, read_user_text
 
 
 class SuiteError(ValueError):
@@ -173,14 +174,14 @@ def load_suite(name_or_path: str) -> Suite:
     """A built-in suite by name, or a YAML file by path, validated (raises :class:`SuiteError`)."""
     path = suite_path(name_or_path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_user_text(path, "suite file"))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{path}, line {mark.line + 1}" if mark is not None else str(path)
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise SuiteError(f"{where}: invalid YAML: {problem}") from None
-    except UnicodeDecodeError:
-        raise SuiteError(f"{path}: not a text file") from None
+    except TextFileError as error:
+        raise SuiteError(str(error)) from None
     if not isinstance(data, dict):
         raise SuiteError(f"{path}: a suite is a YAML mapping (key: value lines), got {type(data).__name__}")
     try:

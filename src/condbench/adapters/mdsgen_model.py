@@ -8,8 +8,8 @@ frames, GELU, LayerNorm) and ``c = t_embedder(t) + keep * y``, where ``keep`` is
 and 0 for the null condition (the official ``cond_mask``: the null c is t alone). The timestep embedder has 204
 frequencies and takes float timesteps. The hook may rewrite c where it is formed.
 
-The official file also holds ``sideblocks`` and ``mask_token`` (masked training only): a strict load skips them
-by name with :data:`MDSGEN_TRAINING_ONLY_PREFIXES`. Each attention keeps the official persistent
+The official file also holds ``sideblocks`` and ``mask_token`` (masked training only): ``adapters.loading.load_network``
+leaves them out by name (``training_only_prefixes``). Each attention keeps the official persistent
 ``relative_position_index`` buffer, so the file's copy is checked against ours.
 
 The official forward runs under CUDA bf16 autocast; this network runs in the dtype of its weights (float32).

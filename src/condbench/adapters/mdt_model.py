@@ -7,8 +7,8 @@ take the embedded input tokens as their skip. ``pos_embed`` and ``decoder_pos_em
 c = t_embedder(t) + y_embedder(y), exactly as in DiT; the hook may rewrite it where it is formed.
 
 Sampling runs the network without masking, so the training-only parts of the official file (the
-``sideblocks`` that fill in masked tokens and ``mask_token``) are not built here: a strict load must skip
-them explicitly with :data:`MDT_TRAINING_ONLY_PREFIXES`. Every attention keeps the official
+``sideblocks`` that fill in masked tokens and ``mask_token``) are not built here: ``adapters.loading.load_network``
+leaves them out by name (:data:`MDT_TRAINING_ONLY_PREFIXES`). Every attention keeps the official
 ``rel_pos_bias.relative_position_index`` buffer (persistent, so the file's copy is checked and loaded).
 """
 from __future__ import annotations

@@ -25,35 +25,16 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..checkpoints import CheckpointMismatchError, load_state_dict
 from ..metrics.weight_files import XMDPT_VAE, xmdpt_vae_folder
 from ..policies import Policy
 from ..seeding import PairedNoise
 from .base import EmbeddingParts, ProgressCallback, SampleOutput, SamplerState
 from .mdt import MDTAdapter
 from .vae import SD_VAE_SCALE, SDVAEDecoder
-from .xmdpt_model import XMDPT, XMDPT_SIZES, xmdpt_config
+from .xmdpt_model import XMDPT, xmdpt_config
 
 COND_KEYS = ("pose_features", "source_features", "source_latent")
 SET_EMBEDDING_BATCH = 64  # pairs per condition-embedding call over a whole set of pairs
-
-
-def check_xmdpt_size(path: Path, size: str, overrides: dict) -> None:
-    """Refuse a checkpoint of another X-MDPT size with an error naming both sizes (before a strict load would
-    list hundreds of mis-shaped keys)."""
-    state = load_state_dict(path)
-    expected = xmdpt_config(size, **overrides)
-    if "t_embedder.mlp.0.weight" not in state:
-        return  # not an X-MDPT file at all: the strict load names what is missing
-    hidden = state["t_embedder.mlp.0.weight"].shape[0]
-    depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
-    if (hidden, depth) != (expected.hidden_size, expected.depth):
-        found = next((f"X-MDPT-{name}/2" for name, cfg in XMDPT_SIZES.items()
-                      if (cfg["hidden_size"], cfg["depth"]) == (hidden, depth)), "an X-MDPT of unknown size")
-        raise CheckpointMismatchError(
-            f"{path} holds {found} weights (hidden size {hidden}, {depth} blocks), but xmdpt-{size.lower()}-2 needs "
-            f"hidden size {expected.hidden_size} and {expected.depth} blocks: pass the X-MDPT-{size}/2 file "
-            f"(each size's ema_0.9999_300000.pt has the same name; the official folders are logs/XMDPT_{{S,B,L}}_2/).")
 
 
 def posterior_seed(seed: int) -> int:

@@ -21,7 +21,7 @@ The official forward also pushes the source latent's tokens through every block 
 under ``no_grad``) and then discards them: they serve only the masked-training side interpolator. That stream
 is not run here: the output is the same and a sampling step costs about half (see ``tests/test_xmdpt_parity.py``).
 Training-only weights in the released file (``sideblocks``, ``sideblocks_cross``, ``mask_token``) are not
-built: load with ``ignore_prefixes=XMDPT_TRAINING_ONLY_PREFIXES``. Every kept attention has the file's
+built: ``adapters.loading.load_network`` leaves them out (``training_only_prefixes``). Every kept attention has the file's
 ``relative_position_index`` buffer, loaded strictly.
 """
 from __future__ import annotations
