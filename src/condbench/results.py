@@ -1,4 +1,4 @@
-"""Finished runs as pandas DataFrames (pandas is an optional extra: ``pip install condbench[tables]``).
+"""Finished runs as pandas DataFrames (pandas is an optional extra: ``pip install condbench[results]``).
 
 ``load`` gives Table 2 in the long format of ``condbench tables --format csv``'s ``table2.csv``, one row per
 (task, model, policy, metric); ``load_table1`` gives Table 1, one row per (task, model). Both hold the numbers
@@ -23,7 +23,7 @@ def _frame(rows: list[dict[str, Any]], fields: tuple[str, ...]) -> "pandas.DataF
     try:
         import pandas
     except ImportError:
-        raise ImportError("condbench.results needs pandas: pip install 'condbench[tables]' (or pip install pandas)") \
+        raise ImportError("condbench.results needs pandas: pip install 'condbench[results]' (or pip install pandas)") \
             from None
     return pandas.DataFrame(rows, columns=list(fields))
 
