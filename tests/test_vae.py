@@ -5,7 +5,9 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 
-from condbench.adapters.vae import SD_VAE_SCALE, SDVAEDecoder
+from condbench.adapters.vae import SD_VAE_EMA, SD_VAE_SCALE, SDVAEDecoder
+
+from .test_audioldm_offline import condbench_offline_only  # noqa: F401  (CONDBENCH_OFFLINE alone, hub online)
 
 
 @pytest.fixture(scope="module")
@@ -33,3 +35,10 @@ def test_decoder_matches_dits_decoding(tiny_vae_dir):
 def test_missing_vae_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="huggingface.co/.*decoder=/path/to/vae"):
         SDVAEDecoder(str(tmp_path / "no-such-vae"))(torch.zeros(1, 4, 4, 4))
+
+
+def test_offline_a_hub_vae_missing_from_the_cache_fails_without_the_network(condbench_offline_only):
+    """CONDBENCH_OFFLINE=1 alone, the hub library imported online: the load stays local (the session's network
+    guard fails the test on any connection) and the error says how to provide the decoder."""
+    with pytest.raises(FileNotFoundError, match="stabilityai/sd-vae-ft-ema.*could not be loaded"):
+        SDVAEDecoder(SD_VAE_EMA)(torch.zeros(1, 4, 4, 4))

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..checkpoints import file_sha256, load_state_dict, load_strict, require_file
+from ..hub import local_files_only
 from .catalogue import UVIT_AUTOENCODER_FILE, UVIT_AUTOENCODER_URL
 
 SD_VAE_SCALE = 0.18215
@@ -40,7 +41,8 @@ class SDVAEDecoder:
             from diffusers import AutoencoderKL
 
             try:
-                self._vae = AutoencoderKL.from_pretrained(self.source, torch_dtype=self.dtype).eval()
+                self._vae = AutoencoderKL.from_pretrained(self.source, torch_dtype=self.dtype,
+                                                          local_files_only=local_files_only()).eval()
             except (OSError, ValueError) as error:
                 raise FileNotFoundError(
                     f"VAE decoder {self.source!r} could not be loaded ({str(error).splitlines()[0]}). It is published "
