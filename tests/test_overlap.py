@@ -1,4 +1,5 @@
 """Decoding and features in a worker beside sampling: the same numbers as inline, in order, errors not lost."""
+import dataclasses
 import json
 import threading
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from condbench.adapters.dit import DiTAdapter
 from condbench.overlap import BatchWorker
 from condbench.runner import NonFiniteSamplesError, RunOptions, run_suite
 
@@ -63,3 +65,20 @@ def test_nan_samples_found_in_the_worker_stop_the_run_naming_the_first_index(tmp
     with nan_model_registered() as broken, pytest.raises(NonFiniteSamplesError,
                                                          match=r"digits / broken / baseline: samples: .*first: index 0"):
         run_suite(small_suite(models=(broken,)), tmp_path, RunOptions(log=lambda _: None, overlap=True))
+
+
+def tf32_flags() -> tuple[bool, bool]:
+    return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+
+
+def test_tf32_decoding_sees_the_same_flags_with_and_without_overlap(tmp_path, monkeypatch):
+    """The TF32 flags are process-wide: held over the whole block, decoding in the worker sees them as decoding
+    after the sampler does (before, the denoiser restored them after each call: off inline, timing-dependent in
+    the worker)."""
+    decode, seen = DiTAdapter.decode, {}
+    for overlap in (False, True):
+        flags = seen.setdefault(overlap, set())
+        monkeypatch.setattr(DiTAdapter, "decode", lambda self, x, flags=flags: flags.add(tf32_flags()) or decode(self, x))
+        suite = dataclasses.replace(small_suite(policies=["baseline"]), precision="tf32")
+        run_suite(suite, tmp_path / str(overlap), RunOptions(log=lambda _: None, overlap=overlap))
+    assert seen[False] == seen[True] == {(True, True)}

@@ -237,7 +237,9 @@ def compute_shards(ctx: CellContext, policies: Sequence[Policy], start: int, sto
     keep = ctx.state_steps if baseline is not None else ()
     outputs = [ShardOutputs(ctx, policy, start) for policy in policies]
     states: dict[int, list[torch.Tensor]] = {k: [] for k in keep}
-    with BatchWorker(adapter.device, ctx.overlap) as worker:  # decoding and features beside the next batch
+    # the arithmetic's process-wide flags (tf32) over the sampling and the work on its samples alike, so decoding
+    # beside the next batch (the worker) sees the same flags as decoding after it
+    with adapter.process_flags(), BatchWorker(adapter.device, ctx.overlap) as worker:
         for b0 in range(start, stop, ctx.batch_size):
             b1 = min(b0 + ctx.batch_size, stop)
             n = b1 - b0
@@ -552,7 +554,9 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
         description = adapter.describe()
         task_description = task.describe()
         summary["models"][model_name] = description
-        summary["tasks"][task_name] = task_description
+        # the report's across-tasks columns; outside describe(), which keys the cache
+        summary["tasks"][task_name] = {**task_description,
+                                       "headline_metrics": list(getattr(task, "headline_metrics", ()))}
         if world.is_main:
             log(f"[{model_name}] embedding analysis over {len(task.analysis_conditions())} conditions")
             try:
