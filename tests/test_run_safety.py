@@ -97,7 +97,7 @@ def test_a_failing_run_after_a_finished_one_changes_none_of_its_files(run_dir, t
     assert main([command, str(suite_file), "-o", str(run_dir)]) == 2
     assert message in capsys.readouterr().err
     assert snapshot(run_dir) == before
-    assert sorted(p.name for p in run_dir.iterdir()) == sorted(("cache",) + OUTPUTS)
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(("cache", "figures") + OUTPUTS)
 
 
 def test_results_json_holds_the_newest_record_of_every_cell_of_every_run(run_dir):

@@ -43,6 +43,7 @@ class AudioTask(AudioFiles):
     ``clip_seconds`` (the cut of both sides; default 8), ``cavp_weights``, ``vggish_weights``, ``panns_weights``
     (local files; else the cache or a one-time download), ``device`` (of CAVP and the metric networks).
     """
+    headline_metrics = ("fd_vgg", "fd_panns", "kl", "is")  # the report's across-tasks columns
 
     name = "audio"
     condition_kind = "video"

@@ -132,6 +132,7 @@ class ShapesAudioTask:
     trained on another one), ``classifier`` (a classifier file other than the shipped one), ``clip_dir`` (where the
     clips are written; default ``$CONDBENCH_CACHE/audio-shapes/v{version}-seed{seed}``).
     """
+    headline_metrics = ("fd_shapes_cnn", "kl_shapes_cnn", "is_shapes_cnn")  # the report's across-tasks columns
 
     name = "audio-shapes"
     condition_kind = "video"

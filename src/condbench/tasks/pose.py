@@ -132,6 +132,7 @@ class PoseTask(PoseFiles, PairedConditionsMixin):
     DINOv2s, for tests), ``alexnet_weights``, ``inception_weights``, ``fid`` / ``lpips`` (False leaves it out),
     ``condition_cache``, ``encoder_device``.
     """
+    headline_metrics = ("fid", "ssim", "lpips", "psnr")  # the report's across-tasks columns
 
     name = "pose"
     condition_kind = "pose"

@@ -124,6 +124,7 @@ class PoseDigitsTask(PairedConditionsMixin):
     Options: ``num_pairs`` (the first N test pairs; None: all 359), ``seed`` (the source of each pair),
     ``classifier`` (another digits CNN file).
     """
+    headline_metrics = ("fid_digits_cnn", "psnr", "ssim", "class_fidelity")  # the report's across-tasks columns
 
     name = "pose-digits"
     condition_kind = "pose"

@@ -48,6 +48,7 @@ class TextTask:
     ``image_size`` (the generation size, 1024 for the SD3 family), ``inception_weights``, ``clip_model``
     (None turns CLIP score off), ``device`` (of Inception and CLIP; default: CUDA when available).
     """
+    headline_metrics = ("fid", "clip_score")  # the report's across-tasks columns
 
     name = "text"
     condition_kind = "text"
