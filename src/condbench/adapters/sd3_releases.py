@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..checkpoints import CheckpointNotFoundError, FileSetting
-from ..hub import offline
+from ..hub import local_files_only, offline
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def resolve_pipeline_folder(release: SD3Release, path: Optional[str | Path] = No
 
     patterns = [p if p.endswith(".json") else f"{p}/*" for p in _needed_parts(t5)]
     try:
-        return Path(snapshot_download(release.repo, allow_patterns=patterns, local_files_only=offline()))
+        return Path(snapshot_download(release.repo, allow_patterns=patterns, local_files_only=local_files_only()))
     except Exception as error:  # offline, gated (401/403), network: all end with the same remedy
         reason = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
         where = "offline: no download attempted" if offline() else f"download failed: {reason}"

@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ..hub import offline
+from ..hub import local_files_only
 from .inception import as_uint8_images
 from .weight_files import CLIP_MODEL as DEFAULT_MODEL, clip_model_not_found
 PROMPT = "a photo of a {}"
@@ -37,7 +37,7 @@ class ClipScore:
 
         self.model_name = str(model_name_or_path)
         self.batch_size = batch_size
-        local_only = offline()
+        local_only = local_files_only()
         try:
             self.model = CLIPModel.from_pretrained(self.model_name, cache_dir=cache_dir, local_files_only=local_only)
             self.processor = CLIPProcessor.from_pretrained(self.model_name, cache_dir=cache_dir,
