@@ -139,6 +139,7 @@ class DigitsTask:
     default_model = "dit-digits"
     grid_count = 8 * NUM_CLASSES  # samples kept for the report's grids: 8 of every class
     resampled_frechet_dims = {"fid": FEATURE_DIM}  # what each bootstrap resample recomputes (on the CPU)
+    headline_metrics = ("fid", "is", "class_fidelity")  # the report's across-tasks columns
     class_names = CLASS_NAMES
 
     def __init__(self, samples_per_class: int = 100, classifier: Optional[str] = None):

@@ -59,6 +59,7 @@ class ImageNetTask:
     default_model = "dit-xl-2"
     grid_count = 32  # samples kept for the report's grids (the first 32 classes, one each)
     resampled_frechet_dims = {"fid": POOL_DIM, "sfid": SFID_DIM}  # what each bootstrap resample recomputes
+    headline_metrics = ("fid", "sfid", "is", "precision", "recall")  # the report's across-tasks columns
 
     def __init__(self, samples_per_class: int = 5, classes: int = NUM_CLASSES, reference_batch: Optional[str] = None,
                  inception_weights: Optional[str] = None, clip_model: Optional[str] = CLIP_MODEL,

@@ -133,6 +133,7 @@ class PoseTask(PoseFiles, PairedConditionsMixin):
     ``condition_cache``, ``encoder_device``.
     """
     headline_metrics = ("fid", "ssim", "lpips", "psnr")  # the report's across-tasks columns
+    resampled_frechet_dims = {"fid": 2048}  # what each bootstrap resample recomputes (Inception pool features)
 
     name = "pose"
     condition_kind = "pose"

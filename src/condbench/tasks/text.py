@@ -49,6 +49,7 @@ class TextTask:
     (None turns CLIP score off), ``device`` (of Inception and CLIP; default: CUDA when available).
     """
     headline_metrics = ("fid", "clip_score")  # the report's across-tasks columns
+    resampled_frechet_dims = {"fid": 2048}  # what each bootstrap resample recomputes (Inception pool features)
 
     name = "text"
     condition_kind = "text"
