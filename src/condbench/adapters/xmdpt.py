@@ -31,7 +31,7 @@ from ..seeding import PairedNoise
 from .base import EmbeddingParts, ProgressCallback, SampleOutput, SamplerState
 from .mdt import MDTAdapter
 from .vae import SD_VAE_SCALE, SDVAEDecoder
-from .xmdpt_model import XMDPT, xmdpt_config
+from .xmdpt_model import XMDPT
 
 COND_KEYS = ("pose_features", "source_features", "source_latent")
 SET_EMBEDDING_BATCH = 64  # pairs per condition-embedding call over a whole set of pairs

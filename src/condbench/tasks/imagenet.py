@@ -18,7 +18,7 @@ from ..hub import offline
 from ..metrics.adm import PR_DISTANCE_PROTOCOL
 from ..metrics.inception import POOL_DIM, SFID_DIM
 from ..metrics.weight_files import CLASSIFIER, CLIP_MODEL, REFERENCE_BATCH, inception_weights_path, reference_batch_path
-from . import asset_path
+from . import asset_path, metric_device
 from .imagenet_metrics import ImageNetEvaluator
 
 NUM_CLASSES = 1000
@@ -27,19 +27,6 @@ NUM_CLASSES = 1000
 def imagenet_class_names() -> list[str]:
     """The 1,000 ImageNet-1k class names in class-id order (torchvision's list, shipped with the package)."""
     return json.loads(asset_path("imagenet_classes.json").read_text())
-
-
-def metric_device(device: Optional[str]) -> torch.device:
-    """The device the metric networks and the bootstrap run on: ``device``, else CUDA when there is one."""
-    try:
-        chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    except RuntimeError as error:
-        raise ValueError(f"task option device: {device!r} is not a torch device ({error}); use e.g. 'cuda', "
-                         "'cuda:1' or 'cpu'") from None
-    if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"task option device: {device!r} asks for CUDA, which this torch cannot use here; "
-                         "use 'cpu' or leave the option out")
-    return chosen
 
 
 class ImageNetTask:

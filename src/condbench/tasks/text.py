@@ -158,7 +158,7 @@ class TextTask:
     @cached_property
     def metric_device(self) -> torch.device:
         """Where Inception and CLIP run (features come back to the CPU as float32): the task option ``device``."""
-        from .imagenet import metric_device
+        from . import metric_device
 
         return metric_device(self.device)
 
