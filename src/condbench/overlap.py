@@ -9,6 +9,9 @@ the two would share the same cores: the runner uses it there only when asked (te
 Process-wide settings (the TF32 flags of ``precision: tf32``) cannot differ between the two threads: the runner
 holds them over the whole block (:meth:`condbench.adapters.base.Adapter.process_flags`), so jobs see the same
 flags with and without the worker.
+
+The runner also scores each finished cell (metrics, paired bootstrap, record) in a worker of depth 1 while the next
+cell samples (``condbench.runner.CellScorer``).
 """
 from __future__ import annotations
 
@@ -22,15 +25,16 @@ import torch
 class BatchWorker:
     """Runs ``submit``ted jobs in order, in a thread with its own CUDA stream (or inline when disabled)."""
 
-    def __init__(self, device: torch.device, enabled: bool, depth: int = 2):
-        self.device, self.enabled, self.depth = device, enabled, depth
+    def __init__(self, device: torch.device, enabled: bool, depth: int = 2, name: str = "condbench-decode"):
+        """``depth``: jobs submitted but not finished, at most; ``name``: the worker thread's name (in tracebacks)."""
+        self.device, self.enabled, self.depth, self.name = device, enabled, depth, name
         self.pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
         self.waiting: deque[concurrent.futures.Future] = deque()
         self.stream = torch.cuda.Stream(device) if enabled and device.type == "cuda" else None
 
     def __enter__(self) -> "BatchWorker":
         if self.enabled:
-            self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="condbench-decode")
+            self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.name)
         return self
 
     def submit(self, job: Callable[[], None], *tensors: torch.Tensor) -> None:
@@ -65,9 +69,11 @@ class BatchWorker:
             self.waiting.popleft().result()
 
     def __exit__(self, kind, error, trace) -> None:
+        """Wait for every submitted job: their first error is raised; when the block itself failed, its error is
+        (the jobs still finish, so a finished cell's scoring still writes its record)."""
         if self.pool is not None:
             try:
                 if error is None:
                     self.drain()
             finally:
-                self.pool.shutdown(wait=True, cancel_futures=True)
+                self.pool.shutdown(wait=True)

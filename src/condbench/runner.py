@@ -8,6 +8,10 @@
 - Many processes (torchrun): shard j goes to rank j mod world size; features, not images, are gathered
   to rank 0, which scores and writes. Shards are computed identically wherever they run, so the numbers
   do not depend on the number of processes.
+- Scoring beside sampling: with ``overlap``, rank 0 scores cell k (metrics, paired bootstrap, record) in a worker
+  thread while cell k + 1 samples (:class:`CellScorer`); the same numbers, records in cell order. A record's
+  ``timing.seconds`` is the cell's sampling (or cache reading) up to the gather, ``timing.scoring_seconds`` its
+  scoring.
 - Records: one per finished cell, appended to ``results.jsonl`` at once. A run never truncates it: every
   input is checked before the output folder is touched, and ``results.json`` (written at the end) holds the
   newest record of each (task, model, policy) in ``results.jsonl``, so a failed run loses no finished cell.
@@ -99,7 +103,9 @@ class RunOptions:
     device: str = "cpu"
     batch_size: Optional[int] = None  # default: the suite's
     together: Optional[int | str] = None  # policies per sampler call, "all" or a count; default: the suite's
-    overlap: Optional[bool] = None  # decoding and features beside sampling (condbench.overlap); default: on CUDA
+    # work beside sampling (condbench.overlap): decoding and features, and rank 0's scoring of the previous cell;
+    # default: on where the sampler runs on CUDA, off on the CPU (whose cores sampling uses)
+    overlap: Optional[bool] = None
     cache_dir: Optional[Path] = None  # default: RUN_DIR/cache
     score_only: bool = False  # never sample; fail if a shard is missing
     tasks: Optional[list[str]] = None
@@ -502,6 +508,90 @@ def write_block_diversity(out: Path, adapter, task, settings: dict, log: Callabl
     return atomic_write(out / f"blocks_{slug(adapter.name)}.json", json.dumps(result, indent=1))
 
 
+def scoring_beside_sampling(ctx: CellContext) -> bool:
+    """Whether rank 0 scores each cell in a worker while the next cell samples: where ``overlap`` is on (the one
+    switch for work beside sampling: on CUDA by default, on the CPU only when asked, off with ``--no-overlap``),
+    unless the model's arithmetic holds process-wide flags (TF32) over its sampling, which the scoring's own GPU
+    arithmetic would then see or not depending on timing."""
+    return ctx.overlap and isinstance(ctx.adapter.process_flags(), contextlib.nullcontext)
+
+
+@dataclass
+class CellScorer:
+    """Rank 0's scoring of the cells of one (task, model), called in cell order: the metrics, the paired bootstrap
+    (built at the baseline, which comes first, then compared per policy), the record appended to ``results.jsonl``,
+    the grid and the log line. It never calls the adapter (only reads its name and sizes) and touches only the
+    gathered arrays, the task's evaluator and files, so it may run in a thread while the adapter samples."""
+
+    ctx: CellContext
+    out: Path
+    shards: list[tuple[int, int]]
+    labels: torch.Tensor | np.ndarray
+    model_name: str
+    description: dict  # the adapter's describe()
+    env: dict
+    together: int
+    has_baseline: bool
+    grids: dict[str, np.ndarray]  # written to samples_grid.npz at the end of the run
+    grid_names: dict[str, str]  # the summary's grids: cell name -> key in samples_grid.npz
+    log: Log
+    comparison: Optional[PairedBootstrap] = None
+
+    def score(self, policy: Policy, gathered: list[dict], sampling_seconds: float) -> None:
+        """Score one cell from every rank's gathered shards; ``sampling_seconds``: its sampling (or cache reads)
+        up to the gather."""
+        began, ctx, task = time.time(), self.ctx, self.ctx.task
+        data = _assemble([g["shards"] for g in gathered], self.shards)
+        scored = (torch.from_numpy(data["features"]), torch.from_numpy(data["logits"]), self.labels)
+        metrics = task.evaluator.score(*scored)
+        require_finite_metrics(metrics, scored[1], f"{ctx.cell(policy)} (logits)", error=NonFiniteSamplesError)
+        if policy.is_baseline:
+            resample_score = getattr(task.evaluator, "bootstrap_score", task.evaluator.score)
+            self.comparison = PairedBootstrap(resample_score, scored, ctx.suite.bootstrap, seed=ctx.suite.seed,
+                                              baseline_metrics=metrics)
+        compared = self.comparison is not None and not policy.is_baseline
+        deltas = self.comparison.compare(scored, metrics) if compared else {}
+        record = self.record(policy, metrics, deltas, data["trace"], gathered)
+        if ctx.suite.keep_samples:
+            npz = self.out / "samples" / f"{slug(f'{self.model_name}|{policy.key()}')}.npz"
+            record["samples_npz"] = str(write_samples_npz(ctx, policy, self.shards, npz))
+        timing = {"seconds": sampling_seconds, "scoring_seconds": time.time() - began,
+                  "samples_per_s": record["num_samples"] / sampling_seconds if sampling_seconds > 0 else None}
+        record["timing"] = timing
+        append_line(self.out / "results.jsonl", json.dumps(record), self.log)
+        grid_name = f"{self.model_name}|{policy.key()}"
+        self.grids[slug(grid_name)] = data["grid"]
+        self.grid_names[grid_name] = slug(grid_name)
+        headline = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float)))
+        self.log(f"[{self.model_name}] {policy.canonical():<30} removed {record['dims_removed']:6.1f}/"
+                 f"{ctx.adapter.embed_dim}  {headline}  ({sampling_seconds:.1f}s sampling, "
+                 f"{timing['scoring_seconds']:.1f}s scoring, "
+                 f"{record['work']['shards_from_cache']}/{len(self.shards)} shards cached)")
+
+    def record(self, policy: Policy, metrics: dict, deltas: dict, trace: PolicyTrace, gathered: list[dict]) -> dict:
+        """The cell's record (its timing is added by :meth:`score`)."""
+        ctx, suite, steps = self.ctx, self.ctx.suite, self.ctx.adapter.sampler_steps
+        return {
+            "schema_version": SCHEMA_VERSION, "task": ctx.task_name, "model": self.model_name,
+            "policy": policy.key(), "spec": policy.spec, "metrics": metrics, "paired_vs_baseline": deltas,
+            "dims_removed": trace.mean_removed(), "dims_removed_first_step": trace.first_active_removed(),
+            "dims_removed_fraction": trace.mean_removed() / ctx.adapter.embed_dim, "trace": trace.to_dict(),
+            "num_samples": ctx.task.num_samples, "seed": suite.seed,
+            "protocol": ctx.identity["task"]["metric_protocol"],
+            "config": {"suite": suite.name, "task_options": suite.task_options,
+                       "model_options": suite.model_options.get(self.model_name, {}), "shard_size": suite.shard_size,
+                       "sampler": self.description["sampler"], "precision": suite.precision, "compile": suite.compile,
+                       "policies_together": self.together,
+                       "first_active_step": first_active_step(policy, steps),
+                       "shared_prefix_steps": shared_prefix(policy, steps, self.has_baseline)},
+            "checkpoint": self.description["checkpoint"],
+            "work": {"shards": len(self.shards), "shards_from_cache": sum(g["cached"] for g in gathered),
+                     "denoiser_evaluations": sum(g["evaluations"] for g in gathered), "processes": len(gathered)},
+            "environment": {k: self.env[k] for k in ("condbench", "torch", "cuda", "precision")},
+            "device": str(ctx.adapter.device),
+        }
+
+
 def policies_together(suite: Suite, options: RunOptions, adapter: Adapter, cells: int) -> int:
     """How many policies of a model share a sampler call: the run's or the suite's ``together``, at most the
     model's number of cells; 1 for adaptive samplers (dopri5's step control would see the other policies' rows)."""
@@ -593,56 +683,22 @@ def run_suite(suite: Suite, out_dir: str | Path, options: Optional[RunOptions] =
         if together > 1 and not options.score_only:
             shared_work = sample_together(ctx, [c.policy for c in group], shards[world.rank::world.size], together,
                                           f"{model_name} {len(group)} policies, {together} per call")
-        comparison: Optional[PairedBootstrap] = None
-        for cell in group:
-            policy = cell.policy
-            own = shared_work.get(policy.key(), TogetherWork())
-            started, evaluations = time.time() - own.seconds, adapter.denoiser_evaluations - own.evaluations
-            mine, cached = run_cell_shards(ctx, policy, shards[world.rank::world.size], options.score_only,
-                                           f"{model_name} {policy.canonical()}", frozenset(own.shards))
-            gathered = world.gather({"shards": mine, "cached": cached,
-                                     "evaluations": adapter.denoiser_evaluations - evaluations})
-            if not world.is_main:
-                continue
-            data = _assemble([g["shards"] for g in gathered], shards)
-            scored = (torch.from_numpy(data["features"]), torch.from_numpy(data["logits"]), labels)
-            metrics = task.evaluator.score(*scored)
-            require_finite_metrics(metrics, scored[1], f"{ctx.cell(policy)} (logits)", error=NonFiniteSamplesError)
-            if policy.is_baseline:
-                resample_score = getattr(task.evaluator, "bootstrap_score", task.evaluator.score)
-                comparison = PairedBootstrap(resample_score, scored, suite.bootstrap, seed=suite.seed,
-                                             baseline_metrics=metrics)
-            deltas = comparison.compare(scored, metrics) if comparison is not None and not policy.is_baseline else {}
-            trace = data["trace"]
-            seconds = time.time() - started
-            record = {
-                "schema_version": SCHEMA_VERSION, "task": task_name, "model": model_name,
-                "policy": policy.key(), "spec": policy.spec, "metrics": metrics, "paired_vs_baseline": deltas,
-                "dims_removed": trace.mean_removed(), "dims_removed_first_step": trace.first_active_removed(),
-                "dims_removed_fraction": trace.mean_removed() / adapter.embed_dim, "trace": trace.to_dict(),
-                "num_samples": n, "seed": suite.seed, "protocol": task_description["metric_protocol"],
-                "config": {"suite": suite.name, "task_options": suite.task_options,
-                           "model_options": suite.model_options.get(model_name, {}), "shard_size": suite.shard_size,
-                           "sampler": description["sampler"], "precision": suite.precision, "compile": suite.compile,
-                           "policies_together": together,
-                           "first_active_step": first_active_step(policy, steps),
-                           "shared_prefix_steps": shared_prefix(policy, steps, has_baseline)},
-                "checkpoint": description["checkpoint"],
-                "work": {"shards": len(shards), "shards_from_cache": sum(g["cached"] for g in gathered),
-                         "denoiser_evaluations": sum(g["evaluations"] for g in gathered), "processes": world.size},
-                "timing": {"seconds": seconds, "samples_per_s": n / seconds if seconds > 0 else None},
-                "environment": {k: env[k] for k in ("condbench", "torch", "cuda", "precision")}, "device": str(adapter.device),
-            }
-            if suite.keep_samples:
-                npz = out / "samples" / f"{slug(f'{model_name}|{policy.key()}')}.npz"
-                record["samples_npz"] = str(write_samples_npz(ctx, policy, shards, npz))
-            append_line(out / "results.jsonl", json.dumps(record), log)
-            grid_name = f"{model_name}|{policy.key()}"
-            grids[slug(grid_name)] = data["grid"]
-            summary["grids"][grid_name] = slug(grid_name)
-            headline = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float)))
-            log(f"[{model_name}] {policy.canonical():<30} removed {record['dims_removed']:6.1f}/{adapter.embed_dim}  "
-                f"{headline}  ({seconds:.1f}s, {record['work']['shards_from_cache']}/{len(shards)} shards cached)")
+        scorer = CellScorer(ctx, out, shards, labels, model_name, description, env, together, has_baseline, grids,
+                            summary["grids"], log)
+        # rank 0 scores cell k while cell k + 1 samples (ordered, one waiting: the baseline's bootstrap exists before
+        # a later cell's comparison); drained, with its first error raised, before the model's analysis is written
+        with BatchWorker(torch.device("cpu"), world.is_main and scoring_beside_sampling(ctx), depth=1,
+                         name="condbench-score") as scoring:
+            for cell in group:
+                policy = cell.policy
+                own = shared_work.get(policy.key(), TogetherWork())
+                started, evaluations = time.time() - own.seconds, adapter.denoiser_evaluations - own.evaluations
+                mine, cached = run_cell_shards(ctx, policy, shards[world.rank::world.size], options.score_only,
+                                               f"{model_name} {policy.canonical()}", frozenset(own.shards))
+                gathered = world.gather({"shards": mine, "cached": cached,  # a collective: every rank, main thread
+                                         "evaluations": adapter.denoiser_evaluations - evaluations})
+                if world.is_main:
+                    scoring.submit(functools.partial(scorer.score, policy, gathered, time.time() - started))
         if world.is_main:  # once every cell of the model is finished: a failed run leaves the earlier file
             atomic_save_npz(out / f"analysis_{slug(model_name)}.npz", arrays, compressed=True)
     world.barrier()
