@@ -51,28 +51,30 @@ slow = pytest.mark.slow
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("adm")
-    state = random_state_dict(seed=0)
-    weights = tmp / "random-inception.pth"
-    torch.save(state, weights)
-    extractor = InceptionFeatures.from_state_dict(state)
-    samples = colour_fields(N, 1, 0.6, 0.0)
-    refs = torch.cat([colour_fields(N - 3, 2, 0.6, 0.0), colour_fields(3, 3, 0.6, -0.5)])  # 3 dark outliers
+    with pytest.MonkeyPatch.context() as patch:  # the reference features are cached in the download cache
+        patch.setenv("CONDBENCH_CACHE", str(tmp / "cache"))
+        state = random_state_dict(seed=0)
+        weights = tmp / "random-inception.pth"
+        torch.save(state, weights)
+        extractor = InceptionFeatures.from_state_dict(state)
+        samples = colour_fields(N, 1, 0.6, 0.0)
+        refs = torch.cat([colour_fields(N - 3, 2, 0.6, 0.0), colour_fields(3, 3, 0.6, -0.5)])  # 3 dark outliers
 
-    ref_acc = AdmAccumulator(extractor, batch_size=N, npz_path=tmp / "ref.npz")
-    ref_acc.update(refs)
-    reference = ReferenceBatch.load(ref_acc.close(as_reference=True))
+        ref_acc = AdmAccumulator(extractor, batch_size=N, npz_path=tmp / "ref.npz")
+        ref_acc.update(refs)
+        reference = ReferenceBatch.load(ref_acc.close(as_reference=True))
 
-    acc = AdmAccumulator(extractor, batch_size=N, npz_path=tmp / "samples.npz")
-    acc.update(samples[: N // 2])
-    acc.update(samples[N // 2:].float() / 255)  # float input in [0, 1] quantises back to the same bytes
-    ours = acc.compute(reference, pr_distance="exact")  # torch-fidelity's P/R use exact distances
+        acc = AdmAccumulator(extractor, batch_size=N, npz_path=tmp / "samples.npz")
+        acc.update(samples[: N // 2])
+        acc.update(samples[N // 2:].float() / 255)  # float input in [0, 1] quantises back to the same bytes
+        ours = acc.compute(reference, pr_distance="exact")  # torch-fidelity's P/R use exact distances
 
-    theirs = torch_fidelity.calculate_metrics(
-        input1=ImageSet(samples), input2=ImageSet(refs), cuda=False, batch_size=N, fid=True, isc=True, prc=True,
-        feature_extractor="inception-v3-compat", feature_extractor_weights_path=str(weights),
-        isc_splits=1, samples_shuffle=False, prc_neighborhood=3, save_cpu_ram=True, cache=False, verbose=False)
-    return dict(tmp=tmp, weights=weights, extractor=extractor, samples=samples, refs=refs, reference=reference,
-                acc=acc, ours=ours, theirs=theirs)
+        theirs = torch_fidelity.calculate_metrics(
+            input1=ImageSet(samples), input2=ImageSet(refs), cuda=False, batch_size=N, fid=True, isc=True, prc=True,
+            feature_extractor="inception-v3-compat", feature_extractor_weights_path=str(weights),
+            isc_splits=1, samples_shuffle=False, prc_neighborhood=3, save_cpu_ram=True, cache=False, verbose=False)
+        yield dict(tmp=tmp, weights=weights, extractor=extractor, samples=samples, refs=refs, reference=reference,
+                   acc=acc, ours=ours, theirs=theirs)
 
 
 @slow
@@ -131,17 +133,18 @@ def test_samples_npz_is_what_the_tf_evaluator_reads(setup):
 
 
 @slow
-def test_reference_features_come_from_the_sidecar(setup):
+def test_reference_features_come_from_the_cache(setup):
     reference, extractor = setup["reference"], setup["extractor"]
-    sidecar = reference.sidecar_path(extractor.weights_sha256)
-    assert sidecar.is_file() and reference.sha256[:16] in sidecar.name and extractor.weights_sha256[:16] in sidecar.name
+    cache = reference.pool_cache()
+    key = reference.pool_key(extractor.weights_sha256)
+    assert cache.path(key).is_file()  # stored when the reference batch was written
     other = InceptionFeatures.from_state_dict(random_state_dict(seed=1))
-    assert reference.sidecar_path(other.weights_sha256) != sidecar  # other weights never reuse these features
-    stored = np.load(sidecar)
+    assert reference.pool_key(other.weights_sha256) != key  # other weights never reuse these features
+    stored = cache.get(key)["features"]
     np.testing.assert_array_equal(stored, reference.pool_features(extractor))
-    sidecar.unlink()  # recomputed from the npz's images, streamed, and stored again
+    cache.path(key).unlink()  # recomputed from the npz's images, streamed, and stored again
     np.testing.assert_allclose(reference.pool_features(extractor, batch_size=N), stored, rtol=1e-5, atol=1e-6)
-    assert sidecar.is_file()
+    assert cache.path(key).is_file()
 
 
 @slow

@@ -103,7 +103,7 @@ def test_ground_truth_features_are_computed_once_and_keyed_by_the_sound_files(of
     extractor = AudioFeatureExtractor.from_weights(options["vggish_weights"], options["panns_weights"])
     weights = {"vggish": "a" * 64, "panns": "b" * 64}
     first = task._truth_features(extractor, weights)
-    cached = list((offline_cache / "vggsound" / "truth_features").iterdir())
+    cached = list((offline_cache / "vggsound" / "truth_features").rglob("*.npz"))
     assert len(cached) == 1
     again = task._truth_features(extractor, weights)  # read back from the cache
     assert np.array_equal(first.panns_logits, again.panns_logits) and len(first) == 2
@@ -114,7 +114,7 @@ def test_ground_truth_features_are_computed_once_and_keyed_by_the_sound_files(of
     os.utime(sound, ns=(sound.stat().st_atime_ns, sound.stat().st_mtime_ns + 10**9))  # the file changed
     task._truth_features(extractor, weights)
     task._truth_features(extractor, {**weights, "panns": "c" * 64})  # other weights
-    assert len(list((offline_cache / "vggsound" / "truth_features").iterdir())) == 3
+    assert len(list((offline_cache / "vggsound" / "truth_features").rglob("*.npz"))) == 3
 
 
 def write_recording(path: Path, rate: int, seconds: float, subtype: str, seed: int) -> Path:
@@ -150,13 +150,12 @@ def test_ground_truth_is_read_exactly_as_load_clip_reads_the_file(offline_cache,
 
 
 def test_ground_truth_features_of_clips_of_different_lengths_are_cached_as_computed(tmp_path):
-    from condbench.tasks.audio_metrics import load_truth_features, save_truth_features
+    from condbench.tasks.audio_metrics import truth_arrays, truth_from_arrays
 
     rng = np.random.default_rng(0)
     features = AudioFeatures([rng.standard_normal((8, 128)), rng.standard_normal((5, 128))],
                              rng.standard_normal((2, 2048)), rng.standard_normal((2, 527)))
-    save_truth_features(tmp_path / "truth.npz", features)
-    loaded = load_truth_features(tmp_path / "truth.npz")
+    loaded = truth_from_arrays(truth_arrays(features))
     assert [v.shape for v in loaded.vggish] == [(8, 128), (5, 128)]
     for ours, stored in [*zip(loaded.vggish, features.vggish), (loaded.panns_embedding, features.panns_embedding),
                          (loaded.panns_logits, features.panns_logits)]:

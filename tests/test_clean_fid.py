@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from condbench.cache import ShardCache
 from condbench.datasets.image_folders import list_images
 from condbench.metrics.clean_fid import (FolderReference, center_crop_resize, clean_pool_features, clean_resize,
                                          reference_key)
@@ -47,8 +48,9 @@ def test_folder_statistics_are_cached_under_the_files_content(tmp_path, inceptio
     crop = center_crop_resize(folder / "0.png", 16)
     assert crop.shape == (3, 16, 16) and crop.dtype == torch.uint8
     first = FolderReference.compute(folder, 16, inception, cache_dir=tmp_path / "cache")
-    assert first.count == 3 and first.mu.shape == (2048,) and (tmp_path / "cache" / f"{first.key}.npz").is_file()
-    np.savez(tmp_path / "cache" / f"{first.key}.npz", mu=first.mu + 1, sigma=first.sigma, count=3)  # marked entry
+    cache = ShardCache(tmp_path / "cache")
+    assert first.count == 3 and first.mu.shape == (2048,) and cache.path(first.key).is_file()
+    cache.put(first.key, {"mu": first.mu + 1, "sigma": first.sigma})  # a marked entry
     again = FolderReference.compute(folder, 16, inception, cache_dir=tmp_path / "cache")
     assert again.key == first.key and np.array_equal(again.mu, first.mu + 1)  # read from the cache, not recomputed
     files = list_images(folder)

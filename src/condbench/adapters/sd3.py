@@ -28,11 +28,14 @@ import copy
 import hashlib
 import json
 import os
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol, Sequence
 
+import numpy as np
 import torch
 
+from ..cache import ShardCache, cache_key, content_problem
 from ..checkpoints import file_sha256
 from ..hub import cache_root
 from ..policies import BRANCH_COND, BRANCH_UNCOND, Policy
@@ -199,8 +202,32 @@ class PipelinePromptEncoder:
                 "device": next(self.transformer.parameters()).device.type, "clip_skip": None}
 
 
+EMBEDDING_NAMES = ("prompt_embeds", "pooled_prompt_embeds")  # what a cached prompt's file holds
+
+
+def _dtype_named(name: str) -> Optional[torch.dtype]:
+    """The torch dtype that ``str(dtype)`` wrote ("torch.bfloat16"), or None."""
+    dtype = getattr(torch, name.removeprefix("torch."), None)
+    return dtype if isinstance(dtype, torch.dtype) else None
+
+
+def _embedding_problem(arrays: dict[str, np.ndarray]) -> Optional[str]:
+    """What is wrong with a cached prompt's arrays, or None: each embedding present, finite, with its dtype's name."""
+    for name in EMBEDDING_NAMES:
+        if name not in arrays or _dtype_named(str(arrays.get(f"{name}_dtype", ""))) is None:
+            return f"it holds no {name!r} with the name of its dtype"
+    return content_problem(arrays, {}, finite=EMBEDDING_NAMES)
+
+
+def _as_array(tensor: torch.Tensor) -> np.ndarray:
+    """A CPU tensor as numpy; bfloat16 (which numpy lacks) as float32, which holds it exactly."""
+    return (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).detach().numpy()
+
+
 class CachedPromptEncoder:
-    """Any encoder, with each prompt's embeddings kept on disk under a key of the encoder's identity and the prompt."""
+    """Any encoder, with each prompt's embeddings kept on disk under a key of the encoder's identity and the prompt,
+    in the shard cache (:mod:`condbench.cache`: checksum, finite values, a damaged file moved aside and encoded
+    again). Embeddings are stored with their dtype's name (bfloat16 as float32, which holds it exactly)."""
 
     def __init__(self, inner: PromptEncoder, root: Optional[str | Path] = None):
         self.inner = inner
@@ -213,32 +240,32 @@ class CachedPromptEncoder:
             self._identity = self.inner.identity()
         return self._identity
 
-    def _path(self, prompt: str) -> Path:
-        key = hashlib.sha256(json.dumps({"encoder": self.identity(), "prompt": prompt}, sort_keys=True).encode())
-        digest = key.hexdigest()
-        return self.root / digest[:2] / f"{digest}.safetensors"
+    @cached_property
+    def cache(self) -> ShardCache:
+        return ShardCache(self.root)
+
+    def _key(self, prompt: str) -> str:
+        return cache_key(kind="SD3 prompt embeddings", encoder=self.identity(), prompt=prompt)
+
+    def _encode_one(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """One prompt's (embeds (L, C), pooled (P,)): from the cache, else encoded alone and stored."""
+        key = self._key(prompt)
+        found = self.cache.get(key, _embedding_problem)
+        if found is not None:
+            return tuple(torch.from_numpy(found[name]).to(_dtype_named(str(found[f"{name}_dtype"])))
+                         for name in EMBEDDING_NAMES)
+        embeds, pooled = self.inner.encode([prompt])
+        self.encoded += 1
+        pair = (embeds[0].cpu(), pooled[0].cpu())
+        arrays = {}
+        for name, tensor in zip(EMBEDDING_NAMES, pair):
+            arrays[name] = _as_array(tensor)
+            arrays[f"{name}_dtype"] = np.array(str(tensor.dtype))
+        self.cache.put(key, arrays)
+        return pair
 
     def encode(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        from safetensors.torch import load_file, save_file
-
-        found: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        for prompt in dict.fromkeys(prompts):
-            path = self._path(prompt)
-            if path.is_file():
-                try:
-                    data = load_file(str(path))
-                    found[prompt] = (data["prompt_embeds"], data["pooled_prompt_embeds"])
-                    continue
-                except Exception:  # a damaged file counts as absent and is rewritten
-                    pass
-            embeds, pooled = self.inner.encode([prompt])
-            self.encoded += 1
-            found[prompt] = (embeds[0].cpu(), pooled[0].cpu())
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            save_file({"prompt_embeds": found[prompt][0].contiguous(),
-                       "pooled_prompt_embeds": found[prompt][1].contiguous()}, str(tmp))
-            tmp.replace(path)
+        found = {prompt: self._encode_one(prompt) for prompt in dict.fromkeys(prompts)}
         return torch.stack([found[p][0] for p in prompts]), torch.stack([found[p][1] for p in prompts])
 
 

@@ -12,7 +12,8 @@ skipped. FID = the Frechet distance of pool_3 (2048) statistics (unbiased covari
 
 Reference images are center-cropped to a square and resized to the generation size (PIL bicubic on the uint8
 RGB image, as an image saved at that size), then go through the same resize and network. Their statistics are
-cached under a key of every file's content and of this protocol.
+cached under a key of every file's content and of this protocol, with the shard cache's guarantees
+(:mod:`condbench.cache`: checksum, finite values, a damaged file moved aside and computed again).
 """
 from __future__ import annotations
 
@@ -25,11 +26,12 @@ from typing import Optional
 import numpy as np
 import torch
 
+from ..cache import ShardCache, content_problem
 from ..checkpoints import file_sha256
 from ..datasets.image_folders import reference_files
 from ..hub import cache_root
 from .frechet import feature_statistics
-from .inception import InceptionFeatures
+from .inception import POOL_DIM, InceptionFeatures
 
 INCEPTION_SIZE = 299
 
@@ -114,21 +116,20 @@ class FolderReference:
     @classmethod
     def compute(cls, folder: str | Path, size: int, inception: InceptionFeatures, cache_dir: Optional[Path] = None,
                 batch_size: int = 50, names: Optional[list[str]] = None) -> "FolderReference":
-        """The statistics of the images ``names`` in ``folder`` (all its images if None), from the cache when there."""
+        """The statistics of the images ``names`` in ``folder`` (all its images if None), from the cache when there
+        (the key covers every file, so their count is ``len(files)``)."""
         folder = Path(folder).expanduser()
         files = reference_files(folder, names)
         key = reference_key(folder, files, size, inception)
-        cached = (cache_dir or cache_root() / "fid_reference") / f"{key}.npz"
-        if cached.is_file():
-            with np.load(cached) as data:
-                return cls(folder, int(data["count"]), data["mu"], data["sigma"], key)
+        cache = ShardCache(cache_dir or cache_root() / "fid_reference")
+        found = cache.get(key, lambda arrays: content_problem(arrays, {"mu": POOL_DIM, "sigma": POOL_DIM},
+                                                              finite=("mu", "sigma")))
+        if found is not None:
+            return cls(folder, len(files), found["mu"], found["sigma"], key)
         feats = []
         for start in range(0, len(files), batch_size):
             images = torch.stack([center_crop_resize(f, size) for f in files[start:start + batch_size]])
             feats.append(clean_pool_features(inception, images, batch_size).numpy())
-        mu, sigma = feature_statistics(np.concatenate(feats))
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f".{cached.stem}.tmp.npz")
-        np.savez(tmp, mu=mu, sigma=sigma, count=len(files))
-        tmp.replace(cached)
+        mu, sigma = feature_statistics(np.concatenate(feats))  # (2048,), (2048, 2048)
+        cache.put(key, {"mu": mu, "sigma": sigma})
         return cls(folder, len(files), mu, sigma, key)

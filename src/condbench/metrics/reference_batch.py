@@ -3,12 +3,12 @@
 An ADM batch is an npz whose ``arr_0`` holds uint8 NHWC images; a reference batch adds the Inception statistics
 ``mu``/``sigma`` (pool_3, 2048) and ``mu_s``/``sigma_s`` (sFID, 2023). Images are streamed from and to the zip
 member, so a 10,000-image reference or a 50,000-sample batch never sits in memory whole. The reference images'
-pool_3 features (for Precision/Recall) are computed once and kept in a sidecar file keyed by the npz's SHA-256
-and the Inception weights' SHA-256.
+pool_3 features (for Precision/Recall) are computed once and kept in the shard cache (:mod:`condbench.cache`:
+checksum, finite rows, a damaged file moved aside and computed again), keyed by the npz's SHA-256 and the
+Inception weights' SHA-256.
 """
 from __future__ import annotations
 
-import os
 import zipfile
 from dataclasses import dataclass
 from functools import cached_property
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Iterator, Optional
 import numpy as np
 import torch
 
+from ..cache import ShardCache, cache_key, content_problem
 from ..checkpoints import file_sha256, require_file
 from ..hub import cache_root
 from ..storage import atomic_path, temporary_name
@@ -156,40 +157,40 @@ class ReferenceBatch:
     def sha256(self) -> str:
         return file_sha256(self.path)
 
-    def sidecar_path(self, weights_sha256: str, cache_dir: Optional[str | Path] = None) -> Path:
-        """Where the pool_3 features of the images under the given Inception weights are cached."""
-        directory = Path(cache_dir) if cache_dir is not None else self.path.parent
-        if cache_dir is None and not os.access(directory, os.W_OK):
-            directory = cache_root() / "reference_features"
-        return directory / f"{self.path.stem}.pool3-{self.sha256[:16]}-{weights_sha256[:16]}.npy"
+    def pool_cache(self, cache_dir: Optional[str | Path] = None) -> ShardCache:
+        """The shard cache that keeps reference pool_3 features: ``cache_dir``, else the download cache."""
+        return ShardCache(Path(cache_dir) if cache_dir is not None else cache_root() / "reference_features")
+
+    def pool_key(self, weights_sha256: str) -> str:
+        """The cache key of the images' pool_3 features under the given Inception weights."""
+        return cache_key(kind="ADM reference pool_3 features", batch_sha256=self.sha256, weights_sha256=weights_sha256)
+
+    def _pool_problem(self, arrays: dict[str, np.ndarray]) -> Optional[str]:
+        """What is wrong with cached pool_3 features, or None: they must be (num_images, 2048) and finite."""
+        problem = content_problem(arrays, {"features": self.num_images}, finite=("features",))
+        if problem is None and arrays["features"].shape[1:] != (POOL_DIM,):
+            return f"its 'features' have shape {arrays['features'].shape}, expected {(self.num_images, POOL_DIM)}"
+        return problem
 
     def pool_features(self, extractor: "InceptionFeatures", batch_size: int = 64,
                       cache_dir: Optional[str | Path] = None) -> np.ndarray:
-        """pool_3 features (N, 2048) float32 of the reference images: from the sidecar, else computed and stored."""
-        sidecar = self.sidecar_path(extractor.weights_sha256, cache_dir)
-        if sidecar.is_file():
-            try:
-                cached = np.load(sidecar)
-            except (OSError, ValueError, EOFError):
-                cached = None  # a damaged sidecar is recomputed
-            if cached is not None and cached.shape == (self.num_images, POOL_DIM):
-                return cached
+        """pool_3 features (N, 2048) float32 of the reference images: from the cache (checked, a damaged file moved
+        aside), else computed from the streamed images and stored."""
+        found = self.pool_cache(cache_dir).get(self.pool_key(extractor.weights_sha256), self._pool_problem)
+        if found is not None:
+            return found["features"]
         pool = [extractor(torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2)).pool.cpu().numpy()
                 for batch in iter_batch_images(self.path, batch_size)]
-        features = np.concatenate(pool).astype(np.float32)
+        features = np.concatenate(pool).astype(np.float32)  # (N, 2048)
         self.store_pool_features(features, extractor.weights_sha256, cache_dir)
         return features
 
     def store_pool_features(self, features: np.ndarray, weights_sha256: str,
-                            cache_dir: Optional[str | Path] = None) -> Path:
-        """Write the sidecar atomically (used when the features are already at hand)."""
+                            cache_dir: Optional[str | Path] = None) -> None:
+        """Cache the features (used when they are already at hand)."""
         if features.shape != (self.num_images, POOL_DIM):
             raise ValueError(f"expected features of shape {(self.num_images, POOL_DIM)}, got {features.shape}")
-        sidecar = self.sidecar_path(weights_sha256, cache_dir)
-        sidecar.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(sidecar) as tmp, open(tmp, "wb") as handle:  # a handle: np.save would add ".npy"
-            np.save(handle, features.astype(np.float32))
-        return sidecar
+        self.pool_cache(cache_dir).put(self.pool_key(weights_sha256), {"features": features.astype(np.float32)})
 
 
 def _check_statistic(path: Path, key: str, value: np.ndarray, shape: tuple[int, ...]) -> None:

@@ -2,29 +2,29 @@
 
 Sample i is clip i of the split (csv order; ``num_clips`` keeps the first N). Its condition is the clip's CAVP
 features (32, 512): a precomputed ``{name}.npz`` in ``feature_dir`` when there is one, else CAVP run on the
-clip's frames, saved once per clip under ``$CONDBENCH_CACHE/vggsound/cavp/<checkpoint sha256>/`` (features do
-not depend on the policy). The Table-1 statistics of c run over the same clips. Generated sound is compared
+clip's frames, saved once per clip in the shard cache ``$CONDBENCH_CACHE/vggsound/cavp/`` (keyed by the checkpoint's
+sha256 and the clip; features do not depend on the policy). The Table-1 statistics of c run over the same clips. Generated sound is compared
 with the clip's own sound (``{name}.wav`` in ``audio_dir``, else the clip's audio stream), both read as
 av-benchmark reads a file (:data:`TRUTH_READING`) and cut to ``clip_seconds`` (8 s: av-benchmark's VGGSound
 length; 8.16 s, MDSGen's full output, is the other choice). The ground truth's metric features are computed once
-and cached (keyed by the sound files, the reading, the cut and the weights).
+and cached (keyed by the sound files, the reading, the cut and the weights). Both caches are checked on read
+(checksum, a finite row per frame or clip); a damaged file is moved to ``quarantine/`` and computed again.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from functools import cached_property
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 
+from ..cache import ShardCache, cache_key, content_problem
 from ..checkpoints import file_sha256
-from ..datasets.vggsound import VIDEO_SOUND_READING, VGGSoundClips, read_features
+from ..datasets.vggsound import FRAMES, VIDEO_SOUND_READING, VGGSoundClips
 from ..hub import offline
 from ..metrics.audio import AUDIO_PROTOCOL, CLIP_SECONDS, IS_SPLITS, SAMPLE_RATE, AudioFeatures, prepare_waveform
 from .audio_files import AudioFiles, vggsound_root
-from .audio_metrics import AudioEvaluator, load_truth_features, save_truth_features
+from .audio_metrics import AudioEvaluator, truth_arrays, truth_from_arrays, truth_problem
 
 TRUTH_READING = ("{name}.wav of audio_dir read exactly as av-benchmark reads a file (condbench's load_clip, checked "
                  "bit-exact against av-benchmark's reader: soundfile as torchaudio.load, then the steps above; a clip "
@@ -80,17 +80,22 @@ class AudioTask(AudioFiles):
 
         return CAVPEncoder.from_checkpoint(self.cavp_checkpoint()).to(self.device)
 
+    @cached_property
+    def _feature_cache(self) -> ShardCache:
+        """The per-clip CAVP feature cache (:mod:`condbench.cache`: checksum, a finite row per frame, a damaged file
+        moved aside and computed again)."""
+        return ShardCache(vggsound_root() / "cavp")
+
     def _cached_features(self, index: int) -> torch.Tensor:
         """CAVP features of a clip without a feature file: from the per-clip cache, else encoded and saved."""
-        folder = vggsound_root() / "cavp" / self._encoder.checkpoint["sha256"][:16]
-        path = folder / f"{self.clips[index].name}.npz"
-        if path.is_file():
-            return read_features(path)
+        key = cache_key(kind="CAVP features", checkpoint=self._encoder.checkpoint["sha256"],
+                        clip=self.clips[index].name)
+        found = self._feature_cache.get(key, lambda arrays: content_problem(arrays, {"features": FRAMES},
+                                                                            finite=("features",)))
+        if found is not None:
+            return torch.from_numpy(found["features"])
         feats = self.clips.features(index, self._encoder).cpu()  # (32, 512)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez(tmp, arr_0=feats.numpy())
-        tmp.replace(path)
+        self._feature_cache.put(key, {"features": feats.numpy()})
         return feats
 
     @cached_property
@@ -149,17 +154,20 @@ class AudioTask(AudioFiles):
 
     def _truth_features(self, extractor, weights: dict) -> AudioFeatures:
         """The ground-truth clips' VGGish / Cnn14 features, computed once and cached under
-        ``$CONDBENCH_CACHE/vggsound/truth_features/``, keyed by every clip's sound file (path, size, modification
-        time), how it is read, the cut and the weights' sha256 (they do not depend on the model or the policy)."""
+        ``$CONDBENCH_CACHE/vggsound/truth_features/`` with the shard cache's guarantees (:mod:`condbench.cache`),
+        keyed by every clip's sound file (path, size, modification time), how it is read, the cut and the weights'
+        sha256 (they do not depend on the model or the policy)."""
         files = [self.clips.audio_path(i) for i in range(len(self.clips))]
-        key = json.dumps({"files": [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files],
-                          "reading": [AUDIO_PROTOCOL["reading"], TRUTH_READING], "clip_seconds": self.clip_seconds,
-                          "sample_rate": SAMPLE_RATE, "weights": weights})
-        path = vggsound_root() / "truth_features" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz"
-        if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            save_truth_features(path, extractor([self.truth_waveform(i) for i in range(len(files))]))
-        return load_truth_features(path)  # the same float32 values whether just computed or cached
+        cache = ShardCache(vggsound_root() / "truth_features")
+        key = cache_key(kind="VGGSound truth features",
+                        files=[[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files],
+                        reading=[AUDIO_PROTOCOL["reading"], TRUTH_READING], clip_seconds=self.clip_seconds,
+                        sample_rate=SAMPLE_RATE, weights=weights)
+        arrays = cache.get(key, lambda found: truth_problem(found, len(files)))
+        if arrays is None:
+            arrays = truth_arrays(extractor([self.truth_waveform(i) for i in range(len(files))]))
+            cache.put(key, arrays)
+        return truth_from_arrays(arrays)  # the same float32 values whether just computed or cached
 
     def describe(self) -> dict:
         return {"task": self.name, "split": self.split, "num_samples": self.num_samples, "csv": str(self.csv),

@@ -14,11 +14,11 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from ..cache import content_problem
 from ..metrics.audio import (AUDIO_PROTOCOL, IS_SPLITS, SAMPLE_RATE, AudioFeatureExtractor, AudioFeatures,
                              audio_scores, kl_per_clip, panns_inception_score, prepare_waveform)
 from ..metrics.frechet import FrechetToReference
 from ..metrics.vggish import EMBEDDING_DIM
-from ..storage import atomic_save_npz
 
 PANNS_DIM = 2048
 
@@ -39,20 +39,30 @@ def unpack(features, logits, clip_ids: Optional[Sequence[str]] = None) -> AudioF
                          None if clip_ids is None else list(clip_ids))
 
 
-def save_truth_features(path, features: AudioFeatures) -> None:
-    """Ground-truth features in one ``.npz``: clips may differ in length (av-benchmark keeps clips shorter than
-    the cut unpadded), so their VGGish patches are stored end to end with each clip's patch count (float32)."""
-    atomic_save_npz(path, {"vggish": np.concatenate(features.vggish).astype(np.float32),  # (sum P_i, 128)
-                           "patches": np.array([len(v) for v in features.vggish], dtype=np.int64),  # (N,)
-                           "panns_embedding": features.panns_embedding.astype(np.float32),  # (N, 2048)
-                           "logits": features.panns_logits.astype(np.float32)})  # (N, 527)
+def truth_arrays(features: AudioFeatures) -> dict[str, np.ndarray]:
+    """Ground-truth features as the arrays of one cache file: clips may differ in length (av-benchmark keeps clips
+    shorter than the cut unpadded), so their VGGish patches are stored end to end with each clip's patch count
+    (float32)."""
+    return {"vggish": np.concatenate(features.vggish).astype(np.float32),  # (sum P_i, 128)
+            "patches": np.array([len(v) for v in features.vggish], dtype=np.int64),  # (N,)
+            "panns_embedding": features.panns_embedding.astype(np.float32),  # (N, 2048)
+            "logits": features.panns_logits.astype(np.float32)}  # (N, 527)
 
 
-def load_truth_features(path) -> AudioFeatures:
-    """The inverse of :func:`save_truth_features` (float64)."""
-    with np.load(path) as saved:
-        vggish = np.split(saved["vggish"].astype(np.float64), np.cumsum(saved["patches"])[:-1])
-        return AudioFeatures(vggish, saved["panns_embedding"].astype(np.float64), saved["logits"].astype(np.float64))
+def truth_from_arrays(arrays: dict[str, np.ndarray]) -> AudioFeatures:
+    """The inverse of :func:`truth_arrays` (float64)."""
+    vggish = np.split(arrays["vggish"].astype(np.float64), np.cumsum(arrays["patches"])[:-1])
+    return AudioFeatures(vggish, arrays["panns_embedding"].astype(np.float64), arrays["logits"].astype(np.float64))
+
+
+def truth_problem(arrays: dict[str, np.ndarray], clips: int) -> Optional[str]:
+    """What is wrong with cached :func:`truth_arrays` of ``clips`` clips, or None: a row per clip, as many VGGish
+    rows as the patch counts add up to, all finite."""
+    problem = content_problem(arrays, {"patches": clips, "panns_embedding": clips, "logits": clips},
+                              finite=("vggish", "panns_embedding", "logits"))
+    if problem is None:
+        problem = content_problem(arrays, {"vggish": int(arrays["patches"].sum())})
+    return problem
 
 
 class AudioEvaluator:
