@@ -36,6 +36,13 @@ def files(tmp_path_factory):
                         up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4,
                         layers_per_block=1)
     vae.save_pretrained(root / "vae")
+    write_inception_and_reference_batch(root)
+    save_tiny_clip(root / "clip")
+    return root
+
+
+def write_inception_and_reference_batch(root) -> None:
+    """Random Inception weights (``inception.pth``) and a 12-image ADM reference batch with their statistics."""
     torch.save(random_state_dict(seed=0), root / "inception.pth")
     extractor = InceptionFeatures.load(root / "inception.pth")
     reference = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (12, 3, 16, 16), dtype=np.uint8))
@@ -44,8 +51,6 @@ def files(tmp_path_factory):
     mu_s, sigma_s = feature_statistics(out.spatial.numpy())
     np.savez(root / "VIRTUAL_imagenet256_labeled.npz", arr_0=reference.permute(0, 2, 3, 1).numpy(), mu=mu,
              sigma=sigma, mu_s=mu_s, sigma_s=sigma_s)
-    save_tiny_clip(root / "clip")
-    return root
 
 
 def suite(files) -> Suite:

@@ -10,12 +10,12 @@ import torch
 
 from condbench.adapters.dit import DiTAdapter
 from condbench.adapters.mdsgen import MDSGenAdapter
-from condbench.adapters.mdsgen_model import MDSGen, MDSGenConfig
+from condbench.adapters.mdsgen_model import MDSGen
 from condbench.adapters.sit import TransportAdapter
-from condbench.adapters.xmdpt import XMDPTAdapter
 from condbench.seeding import PairedNoise
 
 from .conftest import random_dit
+from .test_precision import tiny_mdsgen_model
 from .test_xmdpt_parity import META, adapter_for, cond, golden, model  # noqa: F401 (fixtures)
 
 
@@ -30,14 +30,7 @@ def bf16_autocast():
 
 @pytest.fixture(scope="module")
 def tiny_mdsgen() -> MDSGen:
-    torch.manual_seed(0)
-    config = MDSGenConfig(latent_size=(8, 4), in_channels=2, hidden_size=32, depth=3, num_heads=4, decode_layer=1,
-                          frequency_embedding_size=32, num_frames=4, feature_dim=16)
-    net = MDSGen(config).eval()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.normal_(0, 0.05)
-    return net
+    return tiny_mdsgen_model()
 
 
 def test_official_is_recorded_as_the_arithmetic_it_means(tiny_mdsgen, model):  # noqa: F811

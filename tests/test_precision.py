@@ -102,7 +102,8 @@ def test_uvit_tokens_stay_float32_under_bf16():
     assert 0 < relative_error(out, reference) < BF16_FORWARD_TOLERANCE
 
 
-def test_mdsgen_bf16_is_close_to_fp32():
+def tiny_mdsgen_model() -> MDSGen:
+    """A tiny MDSGen with every parameter random (official inits zero the adaLN layers)."""
     torch.manual_seed(0)
     config = MDSGenConfig(latent_size=(8, 4), in_channels=2, hidden_size=32, depth=3, num_heads=4, decode_layer=1,
                           frequency_embedding_size=32, num_frames=4, feature_dim=16)
@@ -110,6 +111,11 @@ def test_mdsgen_bf16_is_close_to_fp32():
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.05)
+    return model
+
+
+def test_mdsgen_bf16_is_close_to_fp32():
+    model = tiny_mdsgen_model()
     feats = torch.randn(2, 4, 16)
     outputs = {p: MDSGenAdapter(model, "tiny-mdsgen", num_steps=5, precision=p)
                .sample(feats, PairedNoise(0, range(2))).samples for p in ("fp32", "bf16")}

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from condbench.metrics.frechet import FrechetToReference, feature_statistics, frechet_distance
-from condbench.metrics.inception import InceptionFeatures, random_state_dict
 from condbench.paired import PairedBootstrap
 from condbench.plan import (BootstrapScoring, CellCost, ScoringTable, costs, expand, format_plan,
                             read_scoring_tables)
@@ -21,6 +20,7 @@ from condbench.suites import Suite
 from condbench.tasks.imagenet import ImageNetTask
 
 from .test_clip_score import save_tiny_clip
+from .test_imagenet_task import write_inception_and_reference_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -32,14 +32,7 @@ def files(tmp_path_factory):
     from torchvision.models import resnet18
 
     root = tmp_path_factory.mktemp("scoring")
-    torch.save(random_state_dict(seed=0), root / "inception.pth")
-    extractor = InceptionFeatures.load(root / "inception.pth")
-    images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (12, 3, 16, 16), dtype=np.uint8))
-    out = extractor(images)
-    mu, sigma = feature_statistics(out.pool.numpy())
-    mu_s, sigma_s = feature_statistics(out.spatial.numpy())
-    np.savez(root / "VIRTUAL_imagenet256_labeled.npz", arr_0=images.permute(0, 2, 3, 1).numpy(), mu=mu, sigma=sigma,
-             mu_s=mu_s, sigma_s=sigma_s)
+    write_inception_and_reference_batch(root)
     save_tiny_clip(root / "clip")
     (root / "hub" / "checkpoints").mkdir(parents=True)
     torch.save(resnet18().state_dict(), root / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
