@@ -2,20 +2,20 @@
 
 Sample i is clip i of the split (csv order; ``num_clips`` keeps the first N). Its condition is the clip's CAVP
 features (32, 512): a precomputed ``{name}.npz`` in ``feature_dir`` when there is one, else CAVP run on the
-clip's frames, saved once per clip in the shard cache ``$CONDBENCH_CACHE/vggsound/cavp/`` (keyed by the checkpoint's
-sha256 and the clip; features do not depend on the policy). The Table-1 statistics of c run over the same clips. Generated sound is compared
-with the clip's own sound (``{name}.wav`` in ``audio_dir``, else the clip's audio stream), both read as
-av-benchmark reads a file (:data:`TRUTH_READING`) and cut to ``clip_seconds`` (8 s: av-benchmark's VGGSound
-length; 8.16 s, MDSGen's full output, is the other choice). The ground truth's metric features are computed once
-and cached (keyed by the sound files, the reading, the cut and the weights). Both caches are checked on read
-(checksum, a finite row per frame or clip); a damaged file is moved to ``quarantine/`` and computed again.
+clip's frames, saved once per clip in the shard cache ``$CONDBENCH_CACHE/vggsound/cavp/`` (keyed by the
+checkpoint's sha256 and the clip; features do not depend on the policy). The Table-1 statistics of c run over the
+same clips. Generated sound is compared with the clip's own sound (``{name}.wav`` in ``audio_dir``, else the
+clip's audio stream), both read as av-benchmark reads a file (:data:`TRUTH_READING`) and cut to ``clip_seconds``
+(8 s: av-benchmark's VGGSound length; 8.16 s, MDSGen's full output, is the other choice). The ground truth's
+metric features are computed once and cached (keyed by the sound files, the reading, the cut and the weights).
+Both caches are checked on read (checksum, a finite row per frame or clip); a damaged file is moved to
+``quarantine/`` and computed again.
 """
 from __future__ import annotations
 
 from functools import cached_property
 from typing import Callable, Optional
 
-import numpy as np
 import torch
 
 from ..cache import ShardCache, cache_key, content_problem
