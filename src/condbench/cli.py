@@ -334,7 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="policies of a model sampled in one sampler call: 'all' or a count (default: the "
                             "suite's, else 1); the same numbers, a larger batch for the GPU")
         p.add_argument("--no-overlap", action="store_true",
-                       help="decode and extract features after each batch instead of beside the next one (CUDA)")
+                       help="decode, extract features and score after sampling instead of beside the next batch or "
+                            "cell (CUDA)")
         p.add_argument("--microbatch", type=int, help="rows per network call, fixed: samples become bit-identical "
                                                       "for any batch size (enters the cache key)")
         p.add_argument("--precision", choices=["fp32", "tf32", "bf16", "official"],

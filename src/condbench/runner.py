@@ -548,7 +548,8 @@ class CellScorer:
         if policy.is_baseline:
             resample_score = getattr(task.evaluator, "bootstrap_score", task.evaluator.score)
             self.comparison = PairedBootstrap(resample_score, scored, ctx.suite.bootstrap, seed=ctx.suite.seed,
-                                              baseline_metrics=metrics)
+                                              baseline_metrics=metrics,
+                                              device=getattr(ctx.task.evaluator, "bootstrap_device", "cpu"))
         compared = self.comparison is not None and not policy.is_baseline
         deltas = self.comparison.compare(scored, metrics) if compared else {}
         record = self.record(policy, metrics, deltas, data["trace"], gathered)

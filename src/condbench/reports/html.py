@@ -175,7 +175,7 @@ def table2(model_table: tables.Table2) -> dict:
                                                  "guidance branches, over the steps the policy acts")]
     headers += [header(metric_label(k), title="value; Δ vs baseline [95% paired bootstrap interval]")
                 for k in model_table.metrics]
-    return table(f"table2-{slug(model_table.task)}-{slug(model_table.model)}", headers + [header("seconds")], rows)
+    return table(f"table2-{slug(model_table.task)}-{slug(model_table.model)}", headers + [header("sampling s")], rows)
 
 
 def paper_table2(model: str, records: list[dict]) -> Optional[dict]:
