@@ -51,30 +51,28 @@ slow = pytest.mark.slow
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("adm")
-    with pytest.MonkeyPatch.context() as patch:  # the reference features are cached in the download cache
-        patch.setenv("CONDBENCH_CACHE", str(tmp / "cache"))
-        state = random_state_dict(seed=0)
-        weights = tmp / "random-inception.pth"
-        torch.save(state, weights)
-        extractor = InceptionFeatures.from_state_dict(state)
-        samples = colour_fields(N, 1, 0.6, 0.0)
-        refs = torch.cat([colour_fields(N - 3, 2, 0.6, 0.0), colour_fields(3, 3, 0.6, -0.5)])  # 3 dark outliers
+    state = random_state_dict(seed=0)
+    weights = tmp / "random-inception.pth"
+    torch.save(state, weights)
+    extractor = InceptionFeatures.from_state_dict(state)
+    samples = colour_fields(N, 1, 0.6, 0.0)
+    refs = torch.cat([colour_fields(N - 3, 2, 0.6, 0.0), colour_fields(3, 3, 0.6, -0.5)])  # 3 dark outliers
 
-        ref_acc = AdmAccumulator(extractor, batch_size=N, npz_path=tmp / "ref.npz")
-        ref_acc.update(refs)
-        reference = ReferenceBatch.load(ref_acc.close(as_reference=True))
+    ref_acc = AdmAccumulator(extractor, batch_size=N, npz_path=tmp / "ref.npz")
+    ref_acc.update(refs)
+    reference = ReferenceBatch.load(ref_acc.close(as_reference=True))
 
-        acc = AdmAccumulator(extractor, batch_size=N, npz_path=tmp / "samples.npz")
-        acc.update(samples[: N // 2])
-        acc.update(samples[N // 2:].float() / 255)  # float input in [0, 1] quantises back to the same bytes
-        ours = acc.compute(reference, pr_distance="exact")  # torch-fidelity's P/R use exact distances
+    acc = AdmAccumulator(extractor, batch_size=N, npz_path=tmp / "samples.npz")
+    acc.update(samples[: N // 2])
+    acc.update(samples[N // 2:].float() / 255)  # float input in [0, 1] quantises back to the same bytes
+    ours = acc.compute(reference, pr_distance="exact")  # torch-fidelity's P/R use exact distances
 
-        theirs = torch_fidelity.calculate_metrics(
-            input1=ImageSet(samples), input2=ImageSet(refs), cuda=False, batch_size=N, fid=True, isc=True, prc=True,
-            feature_extractor="inception-v3-compat", feature_extractor_weights_path=str(weights),
-            isc_splits=1, samples_shuffle=False, prc_neighborhood=3, save_cpu_ram=True, cache=False, verbose=False)
-        yield dict(tmp=tmp, weights=weights, extractor=extractor, samples=samples, refs=refs, reference=reference,
-                   acc=acc, ours=ours, theirs=theirs)
+    theirs = torch_fidelity.calculate_metrics(
+        input1=ImageSet(samples), input2=ImageSet(refs), cuda=False, batch_size=N, fid=True, isc=True, prc=True,
+        feature_extractor="inception-v3-compat", feature_extractor_weights_path=str(weights),
+        isc_splits=1, samples_shuffle=False, prc_neighborhood=3, save_cpu_ram=True, cache=False, verbose=False)
+    return dict(tmp=tmp, weights=weights, extractor=extractor, samples=samples, refs=refs, reference=reference,
+                acc=acc, ours=ours, theirs=theirs)
 
 
 @slow
@@ -137,6 +135,7 @@ def test_reference_features_come_from_the_cache(setup):
     reference, extractor = setup["reference"], setup["extractor"]
     cache = reference.pool_cache()
     key = reference.pool_key(extractor.weights_sha256)
+    assert cache.root == reference.path.parent / "reference_features"  # beside the batch, as the sidecar was
     assert cache.path(key).is_file()  # stored when the reference batch was written
     other = InceptionFeatures.from_state_dict(random_state_dict(seed=1))
     assert reference.pool_key(other.weights_sha256) != key  # other weights never reuse these features

@@ -3,12 +3,13 @@
 An ADM batch is an npz whose ``arr_0`` holds uint8 NHWC images; a reference batch adds the Inception statistics
 ``mu``/``sigma`` (pool_3, 2048) and ``mu_s``/``sigma_s`` (sFID, 2023). Images are streamed from and to the zip
 member, so a 10,000-image reference or a 50,000-sample batch never sits in memory whole. The reference images'
-pool_3 features (for Precision/Recall) are computed once and kept in the shard cache (:mod:`condbench.cache`:
-checksum, finite rows, a damaged file moved aside and computed again), keyed by the npz's SHA-256 and the
-Inception weights' SHA-256.
+pool_3 features (for Precision/Recall) are computed once and kept in a shard cache beside it
+(``reference_features/``; :mod:`condbench.cache`: checksum, finite rows, a damaged file moved aside and computed
+again), keyed by the npz's SHA-256 and the Inception weights' SHA-256.
 """
 from __future__ import annotations
 
+import os
 import zipfile
 from dataclasses import dataclass
 from functools import cached_property
@@ -158,8 +159,12 @@ class ReferenceBatch:
         return file_sha256(self.path)
 
     def pool_cache(self, cache_dir: Optional[str | Path] = None) -> ShardCache:
-        """The shard cache that keeps reference pool_3 features: ``cache_dir``, else the download cache."""
-        return ShardCache(Path(cache_dir) if cache_dir is not None else cache_root() / "reference_features")
+        """The shard cache that keeps reference pool_3 features: ``cache_dir``, else ``reference_features/`` beside
+        the batch (as the sidecar file was before), else, where that folder cannot be written, the download cache's."""
+        if cache_dir is not None:
+            return ShardCache(cache_dir)
+        writable = os.access(self.path.parent, os.W_OK)
+        return ShardCache((self.path.parent if writable else cache_root()) / "reference_features")
 
     def pool_key(self, weights_sha256: str) -> str:
         """The cache key of the images' pool_3 features under the given Inception weights."""
