@@ -6,6 +6,7 @@ matter, but AdaLN-style layers are re-drawn anyway so that c reaches the output)
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -189,3 +190,18 @@ def test_missing_pipeline_names_the_gated_repo_and_the_local_folder_option(tmp_p
     with pytest.raises(CheckpointNotFoundError) as error:
         resolve_pipeline_folder(release, tmp_path / "local", t5=False)
     assert "text_encoder_3" not in str(error.value).split("How to provide")[0]
+
+
+@pytest.mark.parametrize("damage", [b"\x00garbage", b"[1, 2]", b""])
+def test_a_damaged_hash_memo_is_ignored_and_written_again(tmp_path, monkeypatch, damage):
+    """The weight-hash memo is only a memo: damaged, the files are hashed again and the fingerprint is the same."""
+    from condbench.adapters.sd3 import folder_fingerprint
+
+    monkeypatch.setenv("CONDBENCH_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "model" / "transformer").mkdir(parents=True)
+    (tmp_path / "model" / "transformer" / "weights.bin").write_bytes(b"weights")
+    first = folder_fingerprint(tmp_path / "model", ["transformer"])
+    memo = tmp_path / "cache" / "file_hashes.json"
+    memo.write_bytes(damage)
+    assert folder_fingerprint(tmp_path / "model", ["transformer"]) == first
+    assert isinstance(json.loads(memo.read_text()), dict)

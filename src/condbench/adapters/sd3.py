@@ -27,7 +27,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol, Sequence
@@ -38,6 +37,7 @@ import torch
 from ..cache import ShardCache, cache_key, content_problem
 from ..checkpoints import file_sha256
 from ..hub import cache_root
+from ..storage import atomic_write
 from ..policies import BRANCH_COND, BRANCH_UNCOND, Policy
 from ..seeding import PairedNoise
 from .base import Adapter, EmbeddingParts, PolicyHook, ProgressCallback, SampleOutput, SamplerState
@@ -51,8 +51,10 @@ def folder_fingerprint(folder: Path, parts: Sequence[str]) -> dict[str, str]:
     """
     memo_path = cache_root() / "file_hashes.json"
     try:
-        memo = json.loads(memo_path.read_text())
-    except (OSError, ValueError):
+        memo = json.loads(memo_path.read_text(encoding="utf-8"))
+        if not isinstance(memo, dict):
+            raise ValueError("not a mapping")
+    except (OSError, ValueError):  # absent or damaged: only a memo, so every file is hashed again
         memo = {}
     out, changed = {}, False
     for part in parts:
@@ -69,9 +71,7 @@ def folder_fingerprint(folder: Path, parts: Sequence[str]) -> dict[str, str]:
         out[part] = digest.hexdigest()
     if changed:
         memo_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo_path.with_name(f".{memo_path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(memo))
-        tmp.replace(memo_path)
+        atomic_write(memo_path, json.dumps(memo))
     return out
 
 
