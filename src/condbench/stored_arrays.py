@@ -7,6 +7,8 @@ very tensor the baseline had (bit-identical to an uninterrupted one).
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import torch
 
@@ -24,6 +26,12 @@ def exact_numpy(tensor: torch.Tensor) -> np.ndarray:
     return widened(tensor.detach()).cpu().numpy()
 
 
+def dtype_named(name: str) -> Optional[torch.dtype]:
+    """The torch dtype a stored name stands for ("bfloat16" or "torch.bfloat16"), or None."""
+    dtype = getattr(torch, name.removeprefix("torch."), None)
+    return dtype if isinstance(dtype, torch.dtype) else None
+
+
 def state_arrays(x: torch.Tensor) -> dict[str, np.ndarray]:
     """What the cache stores of a kept sampler state x (N, ...): its exact values and its dtype."""
     return {STATE_FIELD: exact_numpy(x), DTYPE_FIELD: np.array(str(x.dtype).removeprefix("torch."))}
@@ -32,4 +40,4 @@ def state_arrays(x: torch.Tensor) -> dict[str, np.ndarray]:
 def state_tensor(arrays: dict[str, np.ndarray]) -> torch.Tensor:
     """The sampler state (N, ...) that :func:`state_arrays` stored, in its own dtype again."""
     x = torch.from_numpy(np.ascontiguousarray(arrays[STATE_FIELD]))
-    return x.to(getattr(torch, str(arrays[DTYPE_FIELD]))) if DTYPE_FIELD in arrays else x
+    return x.to(dtype_named(str(arrays[DTYPE_FIELD]))) if DTYPE_FIELD in arrays else x

@@ -38,6 +38,7 @@ from ..cache import ShardCache, cache_key, content_problem
 from ..checkpoints import file_sha256
 from ..hub import cache_root
 from ..storage import atomic_write
+from ..stored_arrays import dtype_named, exact_numpy
 from ..policies import BRANCH_COND, BRANCH_UNCOND, Policy
 from ..seeding import PairedNoise
 from .base import Adapter, EmbeddingParts, PolicyHook, ProgressCallback, SampleOutput, SamplerState
@@ -205,23 +206,12 @@ class PipelinePromptEncoder:
 EMBEDDING_NAMES = ("prompt_embeds", "pooled_prompt_embeds")  # what a cached prompt's file holds
 
 
-def _dtype_named(name: str) -> Optional[torch.dtype]:
-    """The torch dtype that ``str(dtype)`` wrote ("torch.bfloat16"), or None."""
-    dtype = getattr(torch, name.removeprefix("torch."), None)
-    return dtype if isinstance(dtype, torch.dtype) else None
-
-
 def _embedding_problem(arrays: dict[str, np.ndarray]) -> Optional[str]:
     """What is wrong with a cached prompt's arrays, or None: each embedding present, finite, with its dtype's name."""
     for name in EMBEDDING_NAMES:
-        if name not in arrays or _dtype_named(str(arrays.get(f"{name}_dtype", ""))) is None:
+        if name not in arrays or dtype_named(str(arrays.get(f"{name}_dtype", ""))) is None:
             return f"it holds no {name!r} with the name of its dtype"
     return content_problem(arrays, {}, finite=EMBEDDING_NAMES)
-
-
-def _as_array(tensor: torch.Tensor) -> np.ndarray:
-    """A CPU tensor as numpy; bfloat16 (which numpy lacks) as float32, which holds it exactly."""
-    return (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).detach().numpy()
 
 
 class CachedPromptEncoder:
@@ -252,14 +242,14 @@ class CachedPromptEncoder:
         key = self._key(prompt)
         found = self.cache.get(key, _embedding_problem)
         if found is not None:
-            return tuple(torch.from_numpy(found[name]).to(_dtype_named(str(found[f"{name}_dtype"])))
+            return tuple(torch.from_numpy(found[name]).to(dtype_named(str(found[f"{name}_dtype"])))
                          for name in EMBEDDING_NAMES)
         embeds, pooled = self.inner.encode([prompt])
         self.encoded += 1
         pair = (embeds[0].cpu(), pooled[0].cpu())
         arrays = {}
         for name, tensor in zip(EMBEDDING_NAMES, pair):
-            arrays[name] = _as_array(tensor)
+            arrays[name] = exact_numpy(tensor)
             arrays[f"{name}_dtype"] = np.array(str(tensor.dtype))
         self.cache.put(key, arrays)
         return pair
